@@ -1,0 +1,23 @@
+# Every target makes (or reuses) the virtual environment first.
+PY    := .venv/bin/python
+VENV  := .venv/.installed
+DATA  ?= ../shared/data/crossfit
+SPLIT ?= random
+MODEL ?= google/t5-base-lm-adapt
+RUN   ?= runs/default
+DIM   ?= 5
+TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN)
+
+.PHONY: test test-fast demo pt msf ist bench check
+
+$(VENV): requirements.txt requirements-dev.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q torch==2.13.0  # first and pinned: the CPU wheel, never a CUDA download
+	.venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+test: $(VENV)          ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)     ## leave out the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow"
