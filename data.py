@@ -1,0 +1,256 @@
+"""
+Data: the task table, the splits, CrossFit's few-shot files, tokenisation and the multi-task batcher.
+
+CrossFit layout: DATA_DIR/<task>/<task>_<k>_<seed>_<split>.tsv, seeds 100, 13, 21, 42, 87, splits
+train / dev / test; a line is `input<TAB>ref1[<TAB>ref2 …]` in UTF-8 (the test file is the same for
+every seed). The paper's K-shot sets are k = 16 (per class, or 32 examples for non-cls tasks).
+
+    python data.py check --data-dir ../shared/data/crossfit --split random
+"""
+import argparse
+import difflib
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ipt import IGNORE
+
+HERE = Path(__file__).parent
+SEEDS = (100, 13, 21, 42, 87)            # CrossFit's; the authors train PT and MSF on seed 100
+SPLIT_FILES = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    metric: str                          # one of evaluate.METRICS
+    type: str                            # cls | noncls | neither
+    ontology: str = ""
+    shots: str = ""
+    random_split: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    input: str
+    references: tuple                    # one or more acceptable outputs
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message says which file and what to do."""
+
+
+# -----------------------------------------------------------------------------
+# Task table and splits (plain text files: tasks.txt, splits/<name>.txt)
+
+def load_tasks(path=HERE / "tasks.txt"):
+    """tasks.txt -> {name: Task}. '#' lines are comments, the first other line the header."""
+    lines = [line for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
+    header = lines[0].split("\t")
+    rows = (line.split("\t") for line in lines[1:])
+    return {row[0]: Task(row[0], **dict(zip(header[1:], row[1:]))) for row in rows}
+
+
+def unknown_task(name, known):
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return DataError(f"unknown task {name!r}.{hint} Known tasks are listed in tasks.txt.")
+
+
+def load_split(name_or_path, tasks):
+    """A split file: '[section]' headers (train, test, test_in, test_out, …), one task per line.
+    `name_or_path` is a file, or the name of one in splits/. -> {section: [task, …]}"""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = HERE / "splits" / f"{name_or_path}.txt"
+    if not path.is_file():
+        names = sorted(p.stem for p in (HERE / "splits").glob("*.txt"))
+        raise DataError(f"no split {name_or_path!r}: give a split file or one of {', '.join(names)}")
+    sections, current = {}, None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+        elif current is None:
+            raise DataError(f"{path}:{number}: task {line!r} before any [section] header")
+        elif line not in tasks:
+            raise DataError(f"{path}:{number}: {unknown_task(line, tasks)}")
+        else:
+            current.append(line)
+    return sections
+
+
+# -----------------------------------------------------------------------------
+# CrossFit files
+
+def task_file(data_dir, task, split, k=16, seed=100):
+    return Path(data_dir) / task / f"{task}_{k}_{seed}_{split}.tsv"
+
+
+def read_examples(path):
+    """One Example per line; a missing, empty or malformed file raises DataError naming file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing data file {path}")
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.rstrip("\n").rstrip("\r").split("\t")
+            if len(fields) < 2 or not fields[0].strip() or not any(r.strip() for r in fields[1:]):
+                raise DataError(f"{path}:{number}: expected 'input<TAB>reference[<TAB>reference…]', "
+                                f"got {line[:80]!r}")
+            examples.append(Example(fields[0], tuple(r for r in fields[1:] if r.strip())))
+    if not examples:
+        raise DataError(f"{path} is empty: regenerate it or leave the task out of the split")
+    return examples
+
+
+def load_task_data(data_dir, task, k=16, seed=100):
+    """{'train': [Example], 'dev': [...], 'test': [...]} for one task and seed."""
+    return {split: read_examples(task_file(data_dir, task, split, k, seed)) for split in SPLIT_FILES}
+
+
+def missing_tasks(data_dir, names, k=16, seed=100):
+    """Tasks whose folder or any of the three files for this seed is absent."""
+    return [t for t in names if not all(task_file(data_dir, t, s, k, seed).is_file() for s in SPLIT_FILES)]
+
+
+def check(data_dir, split, tasks, k=16, seed=100, out=sys.stdout):
+    """Print one line per task of the split and a summary; return the number of problems."""
+    sections = load_split(split, tasks)
+    names = list(dict.fromkeys(t for section in sections.values() for t in section))
+    problems, missing = 0, []
+    print(f"{'task':42} {'status':9} {'train':>5} {'dev':>5} {'test':>6}  labels  seeds", file=out)
+    for name in names:
+        seeds = sum(all(task_file(data_dir, name, s, k, sd).is_file() for s in SPLIT_FILES) for sd in SEEDS)
+        try:
+            data = load_task_data(data_dir, name, k, seed)
+        except DataError as e:
+            status = "missing" if "missing data file" in str(e) else "malformed"
+            missing += [name] if status == "missing" else []
+            problems += 1
+            print(f"{name:42} {status:9} {'':>5} {'':>5} {'':>6}  {'':6}  {seeds}/5"
+                  + ("" if status == "missing" else f"  {e}"), file=out)
+            continue
+        labels = len({ex.references[0] for ex in data["train"]}) if tasks[name].type == "cls" else ""
+        print(f"{name:42} {'ok':9} {len(data['train']):>5} {len(data['dev']):>5} {len(data['test']):>6}"
+              f"  {labels!s:6}  {seeds}/5", file=out)
+    print(f"\n{len(names) - problems} of {len(names)} tasks of split {split!r} present in {data_dir}"
+          f" (k={k}, seed {seed}).", file=out)
+    if missing:
+        print(f"missing ({len(missing)}): {', '.join(missing)}", file=out)
+    return problems
+
+
+# -----------------------------------------------------------------------------
+# Tokenisation, batches, and the multi-task batcher
+
+def format_input(task, text, task_tag):
+    """The authors prepend ' [task] ' to every input; off by default, since it leaks task identity."""
+    return f" [{task}] {text}" if task_tag else text
+
+
+def tokenize(tokenizer, texts, max_len):
+    """Token ids with the final </s> kept even when the text is cut (the authors' cut lost it)."""
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [row[:max_len - 1] + [tokenizer.eos_token_id] for row in ids]
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor              # (B, T)
+    attention_mask: torch.Tensor         # (B, T)
+    labels: torch.Tensor                 # (B, L), IGNORE at padding
+    task_idx: torch.Tensor               # (B,) index of each row's task in the run
+
+    def to(self, device):
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.task_idx)))
+
+
+def collate(rows, pad_id):
+    """rows: [(task_idx, input ids, target ids)] -> Batch, padded to the longest row (dynamic padding)."""
+    T = max(len(r[1]) for r in rows)
+    L = max(len(r[2]) for r in rows)
+    input_ids = torch.full((len(rows), T), pad_id)
+    labels = torch.full((len(rows), L), IGNORE)
+    for b, (_, src, tgt) in enumerate(rows):
+        input_ids[b, :len(src)] = torch.tensor(src)
+        labels[b, :len(tgt)] = torch.tensor(tgt)
+    mask = (torch.arange(T)[None] < torch.tensor([len(r[1]) for r in rows])[:, None]).long()
+    return Batch(input_ids, mask, labels, torch.tensor([r[0] for r in rows]))
+
+
+class TaskBatcher:
+    """Training rows of many tasks; step s takes `rows_per_task` rows from every active task.
+
+    Balancing: each task contributes the same number of rows per step whatever its size (the
+    authors' MSF sampled by example, so many-label tasks weighed more). A task's row order is an
+    endless chain of permutations seeded by (seed, task name, epoch) alone, so what a task sees at
+    step s does not depend on which other tasks share the run, and a resumed run sees the same."""
+
+    def __init__(self, train_rows, rows_per_task, seed):
+        self.rows = train_rows                               # [[(input ids, target ids)], …] per task
+        self.rows_per_task, self.seed = rows_per_task, seed
+
+    def order(self, task, epoch, name):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()) + epoch)
+        return torch.randperm(len(self.rows[task]), generator=g).tolist()
+
+    def task_rows(self, task, step, name):
+        n, b = len(self.rows[task]), self.rows_per_task
+        orders, picks = {}, []
+        for position in range(step * b, (step + 1) * b):     # position in the endless stream
+            epoch, offset = divmod(position, n)
+            if epoch not in orders:
+                orders[epoch] = self.order(task, epoch, name)
+            picks.append(self.rows[task][orders[epoch][offset]])
+        return picks
+
+    def batch(self, step, active, names, pad_id):
+        """active: task indices still training; names: their names (the stream's seed)."""
+        return collate([(k, src, tgt) for k in active for src, tgt in self.task_rows(k, step, names[k])], pad_id)
+
+
+def train_tokenizer(texts, vocab_size, out_dir):
+    """A SentencePiece unigram model trained on `texts`, wrapped as a T5 tokenizer and saved to
+    out_dir (loadable with T5Tokenizer.from_pretrained). T5's ids: pad 0, </s> 1, <unk> 2."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import T5Tokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, model_type="unigram",
+                                   hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    tokenizer = T5Tokenizer(vocab=[(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
+                            extra_ids=0)
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="report which tasks of a split are present, with counts; exit 1 if any is not")
+    c.add_argument("--data-dir", required=True, help="folder in CrossFit's layout")
+    c.add_argument("--split", default="random", help="a name in splits/ or a split file (default: random)")
+    c.add_argument("--tasks-file", default=str(HERE / "tasks.txt"), help="task table (default: tasks.txt)")
+    c.add_argument("--k", type=int, default=16, help="the k in <task>_<k>_<seed>_<split>.tsv (default 16)")
+    c.add_argument("--seed", type=int, default=100, help="which seed's files to count (default 100)")
+    args = p.parse_args(argv)
+    try:
+        problems = check(args.data_dir, args.split, load_tasks(args.tasks_file), args.k, args.seed)
+    except DataError as e:
+        sys.exit(f"error: {e}")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
