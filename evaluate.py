@@ -169,7 +169,7 @@ def summarise(scores, reference=None):
 
 def read_results(path):
     """results.tsv written by train.py -> {task: test score} (rows with an empty test are skipped)."""
-    lines = Path(path).read_text().splitlines()
+    lines = [line for line in Path(path).read_text().splitlines() if not line.startswith("#")]
     header = lines[0].split("\t")
     rows = [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
     return {r["task"]: float(r["test"]) for r in rows if r.get("test")}
