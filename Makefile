@@ -6,6 +6,7 @@ SPLIT ?= random
 MODEL ?= google/t5-base-lm-adapt
 RUN   ?= runs/default
 DIM   ?= 5
+comma := ,
 TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN)
 
 .PHONY: test test-fast demo pt msf ist bench check
@@ -21,3 +22,22 @@ test: $(VENV)          ## the whole suite, slow end-to-end tests included (what 
 
 test-fast: $(VENV)     ## leave out the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow"
+
+demo: $(VENV)          ## the whole pipeline on the offline world: runs/demo/report.md and e_rel.png
+	$(PY) demo.py
+
+check: $(VENV)         ## which tasks of SPLIT have data in DATA
+	$(PY) data.py check --data-dir $(DATA) --split $(SPLIT)
+
+pt: $(VENV)            ## prompt-tune every task of SPLIT
+	$(TRAIN) --stage pt
+
+msf: $(VENV)           ## find the DIM-dimensional subspace on SPLIT's training tasks
+	$(TRAIN) --stage msf --intrinsic-dim $(DIM)
+
+ist: $(VENV)           ## tune DIM numbers per task: seen tasks (same data), then unseen tasks
+	$(TRAIN) --stage ist --intrinsic-dim $(DIM)
+	$(TRAIN) --stage ist --intrinsic-dim $(DIM) --tasks-from $(if $(filter random%,$(SPLIT)),test,test_in$(comma)test_out)
+
+bench: $(VENV)         ## multi-task loop vs task-by-task, examples/s and their ratio
+	$(PY) bench.py

@@ -216,9 +216,10 @@ class TaskBatcher:
         return collate([(k, src, tgt) for k in active for src, tgt in self.task_rows(k, step, names[k])], pad_id)
 
 
-def train_tokenizer(texts, vocab_size, out_dir):
+def train_tokenizer(texts, vocab_size, out_dir, whole_words=()):
     """A SentencePiece unigram model trained on `texts`, wrapped as a T5 tokenizer and saved to
-    out_dir (loadable with T5Tokenizer.from_pretrained). T5's ids: pad 0, </s> 1, <unk> 2."""
+    out_dir (loadable with T5Tokenizer.from_pretrained). T5's ids: pad 0, </s> 1, <unk> 2.
+    `whole_words` are kept as single pieces (SentencePiece's user-defined symbols)."""
     import io
 
     import sentencepiece as spm
@@ -227,7 +228,7 @@ def train_tokenizer(texts, vocab_size, out_dir):
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
                                    pad_id=0, eos_id=1, unk_id=2, bos_id=-1, model_type="unigram",
-                                   hard_vocab_limit=False, minloglevel=2)
+                                   hard_vocab_limit=False, minloglevel=2, user_defined_symbols=list(whole_words))
     sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
     tokenizer = T5Tokenizer(vocab=[(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
                             extra_ids=0)
