@@ -185,6 +185,11 @@ def collate(rows, pad_id):
     return Batch(input_ids, mask, labels, torch.tensor([r[0] for r in rows]))
 
 
+def task_seed(seed, name):
+    """A task's own random stream: what it draws does not depend on the other tasks of a run."""
+    return seed * 1_000_003 + zlib.crc32(name.encode())
+
+
 class TaskBatcher:
     """Training rows of many tasks; step s takes `rows_per_task` rows from every active task.
 
@@ -198,7 +203,7 @@ class TaskBatcher:
         self.rows_per_task, self.seed = rows_per_task, seed
 
     def order(self, task, epoch, name):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()) + epoch)
+        g = torch.Generator().manual_seed(task_seed(self.seed, name) + epoch)
         return torch.randperm(len(self.rows[task]), generator=g).tolist()
 
     def task_rows(self, task, step, name):

@@ -41,7 +41,8 @@ def pipeline(root, run, dims, pt_steps, msf_steps, ist_steps):
     for d in dims:
         stage(root, run, "--stage", "msf", "--intrinsic-dim", d, steps=msf_steps)
         stage(root, run, "--stage", "ist", "--intrinsic-dim", d, "--tasks-from", "train,test", steps=ist_steps)
-        stage(root, run, "--stage", "ist", "--intrinsic-dim", d, "--data-seed", 21, steps=ist_steps)
+        stage(root, run, "--stage", "ist", "--intrinsic-dim", d, "--data-seed", 21, "--tasks-from", "train",
+              steps=ist_steps)
         stage(root, run, "--stage", "ist", "--intrinsic-dim", d, "--tasks-from", "test",
               "--subspace", "random", steps=ist_steps)
 
@@ -99,8 +100,8 @@ def main(argv=None):
     p.add_argument("--run", default="runs/demo", help="output folder")
     p.add_argument("--dims", default="1,2,3,4,6,8", help="the d_I to try (default 1 … 2·d*)")
     p.add_argument("--pt-steps", type=int, default=300)
-    p.add_argument("--msf-steps", type=int, default=300)
-    p.add_argument("--ist-steps", type=int, default=150)
+    p.add_argument("--msf-steps", type=int, default=200)
+    p.add_argument("--ist-steps", type=int, default=100)
     args = p.parse_args(argv)
     dims = [int(d) for d in args.dims.split(",")]
     started = time.time()

@@ -196,18 +196,18 @@ def per_task_groups(names, prefix):
 
 def setup_pt(cfg, t5, tokenizer, names, prepared):
     """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt."""
-    g = torch.Generator().manual_seed(cfg.seed)
     emb, H = t5.get_input_embeddings().weight.detach().cpu(), t5.config.d_model
+    gs = [torch.Generator().manual_seed(data.task_seed(cfg.seed, n)) for n in names]
     if cfg.init_from_ist:                                  # §4.3: start from the IST solution
         z, ae = load_ist_solution(cfg.init_from_ist, names)
         init = ae.decode(z)
     elif cfg.prompt_init == "vocab":
-        init = torch.stack([ipt.init_sampled_vocab(emb, cfg.prompt_len, g) for _ in names])
+        init = torch.stack([ipt.init_sampled_vocab(emb, cfg.prompt_len, g) for g in gs])
     elif cfg.prompt_init == "labels":
         init = torch.stack([ipt.init_class_labels(emb, class_labels(tokenizer, p["train"]), cfg.prompt_len, g)
-                            for p in prepared])
+                            for p, g in zip(prepared, gs)])
     else:
-        init = torch.stack([ipt.init_normal(cfg.prompt_len, H, g) for _ in names])
+        init = torch.stack([ipt.init_normal(cfg.prompt_len, H, g) for g in gs])
     module = ipt.SoftPrompts(init.detach())
 
     def artifact(out, state):
@@ -254,7 +254,6 @@ def load_autoencoder(path):
 
 def setup_ist(cfg, t5, tokenizer, names, prepared):
     """IST: only z (d_I numbers a task) trains; Proj_b frozen; loss = Σ_k L_LM(Proj_b(z_k)); saves z."""
-    g = torch.Generator().manual_seed(cfg.seed)
     msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}"
     codes = None
     if cfg.subspace == "random":                             # untrained Proj_b of the same shape
@@ -273,7 +272,9 @@ def setup_ist(cfg, t5, tokenizer, names, prepared):
             with torch.no_grad():
                 codes = ae.encode(torch.stack([checkpoint.load(store / f"{n}.safetensors")[0]["prompt"]
                                                for n in meta["tasks"]]))
-    module = ipt.IntrinsicPrompts(ae, ipt.init_z(cfg.z_init, len(names), cfg.intrinsic_dim, g, codes))
+    z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, torch.Generator().manual_seed(data.task_seed(cfg.seed, n)),
+                    codes)[0] for n in names]
+    module = ipt.IntrinsicPrompts(ae, torch.stack(z))
 
     def artifact(out, state):
         checkpoint.save(out / "z.safetensors", {name: state[f"z.{k}"] for k, name in enumerate(names)},
@@ -363,6 +364,9 @@ def train(cfg, t5, tokenizer, stage, prepared, out, device):
         best.update({n[5:]: t for n, t in tensors.items() if n.startswith("best.")})
         checkpoint.restore_optimizer(optimizer, tensors)
         step, groups = meta["loop"]["step"], meta["loop"]["groups"]
+        log_path = out / "metrics.jsonl"                    # drop records the checkpoint does not cover
+        kept = [r for r in log_path.read_text().splitlines() if json.loads(r)["step"] <= step]
+        log_path.write_text("".join(r + "\n" for r in kept))
         tqdm.write(f"resuming {out} at step {step}")
 
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
@@ -401,14 +405,14 @@ def train(cfg, t5, tokenizer, stage, prepared, out, device):
             with autocast:
                 dev = score_tasks(cfg, t5, tokenizer, stage, prepared, active, "dev")
             improved = select(cfg, groups, dev, params, best, step)
-            checkpoint.save(ckpt, {**{f"param.{n}": p for n, p in params.items() if p.requires_grad},
-                                   **{f"best.{n}": t for n, t in best.items()},
-                                   **checkpoint.optimizer_tensors(optimizer)},
-                            loop={"step": step, "groups": groups}, config=asdict(cfg))
             record = {"step": step, "loss": sum(losses) / len(losses), "s_per_step": (time.time() - started) / len(losses),
                       "dev": {names[k]: v for k, v in dev.items()}, "active": len(active)}
             log.write(json.dumps(record) + "\n")
             log.flush()
+            checkpoint.save(ckpt, {**{f"param.{n}": p for n, p in params.items() if p.requires_grad},
+                                   **{f"best.{n}": t for n, t in best.items()},
+                                   **checkpoint.optimizer_tensors(optimizer)},
+                            loop={"step": step, "groups": groups}, config=asdict(cfg))
             tqdm.write(f"step {step} | loss {record['loss']:.4f} | dev {sum(dev.values()) / len(dev):.3f} "
                        f"over {len(dev)} tasks | improved {improved} | {1000 * record['s_per_step']:.0f} ms/step")
             losses, started = [], time.time()

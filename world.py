@@ -3,17 +3,17 @@ An offline task world with a planted intrinsic dimension, and a "pretrained" tin
 
 No pretrained T5 can be downloaded here, so the demo builds a world where the answer is known.
 Items are nonce words, each with a hidden feature vector f(w) ∈ R^{d*}. A task is (type, θ) with
-θ ∈ R^{d*}; nothing else distinguishes tasks, so their adaptations live in a (d*+type)-dimensional
-family — the planted intrinsic dimension.
+θ ∈ R^{d*}; the type shows in the input's form, so all a task's adaptation must supply is θ:
+d* numbers, the planted intrinsic dimension.
 
   pick  (non-cls, EM)   "pick: w1 w2 w3 w4 w5" -> the item scoring highest along θ (argmax θ·f(w))
   sign  (cls, ACC)      "item: w"              -> "yes" if θ·f(w) > 0 else "no"
 
 Both are what attention computes directly (θ as a query over items; θ·f(w) as an attention logit).
-The "pretrained" model is a tiny T5 trained on fresh (type, θ) every example with the task given
-explicitly: P conditioning vectors = a linear map of [θ; one-hot(type)], prepended like a prompt.
-Like a real PLM it then does any task of the family when conditioned right, and prompt tuning has to
-find that conditioning from K examples. Everything is deterministic from WorldConfig and cached.
+The "pretrained" model is a tiny T5 trained on a fresh (type, θ) every example with the task given
+explicitly: P conditioning vectors, a linear map of θ, prepended like a prompt. Like a real PLM
+it then does any task of the family when conditioned right, and prompt tuning has to find that
+conditioning from K examples. Everything is deterministic from WorldConfig and cached.
 
     python world.py [--root cache/world]      # build (or reuse) and print the pretraining report
 """
@@ -41,6 +41,7 @@ KIND = {"pick": "noncls", "sign": "cls"}
 
 @dataclass(frozen=True)
 class WorldConfig:
+    version: int = 2                  # bump when the generator changes: it is part of the cache key
     seed: int = 0
     dim: int = 4                      # d*, the planted intrinsic dimension of θ
     items: int = 160                  # nonce words; sign tasks need 32 per class for train + dev
@@ -51,9 +52,9 @@ class WorldConfig:
     prompt_len: int = 4               # P of the conditioning the model is pretrained with
     d_model: int = 128
     layers: int = 3                   # encoder; the decoder has 2
-    pretrain_steps: int = 3000
-    pretrain_batch: int = 128
-    pretrain_lr: float = 2e-3
+    pretrain_steps: int = 4000
+    pretrain_batch: int = 64
+    pretrain_lr: float = 1e-3         # 2e-3 and 3e-3 trained worse (pick 0.56, 0.37 at 3000 steps)
 
     def key(self):
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -105,21 +106,24 @@ class World:
         return [f"pick: {w} item: {w} yes no" for w in self.items] * 4
 
     def whole_words(self):
-        """Single-piece words for the tokenizer: the items and the fixed words."""
-        return self.items + ["pick", "item", "yes", "no"]
+        """Single pieces for the tokenizer: the items and the fixed words, each with its leading
+        space ("▁"), so that a word is one token."""
+        return ["▁" + w for w in self.items + ["pick", "item", "yes", "no"]]
 
 
 class Conditioner(nn.Module):
-    """The pretraining-time task description: [θ; one-hot(type)] -> P vectors (P, H)."""
+    """The pretraining-time task description: θ -> P vectors (P, H), one linear map.
+    The type needs no slot: "pick:" and "item:" inputs already say it. So every task's ideal
+    prompt lies in one d*-dimensional linear subspace of R^{P·H}: the planted intrinsic dimension.
+    (An earlier world also fed a one-hot type; its unseen-task E_rel kept rising past d_I = d*.)"""
 
     def __init__(self, dim, prompt_len, d_model):
         super().__init__()
         self.P, self.H = prompt_len, d_model
-        self.linear = nn.Linear(dim + len(TYPES), prompt_len * d_model)
+        self.linear = nn.Linear(dim, prompt_len * d_model)
 
-    def forward(self, thetas, kinds):                                         # (B, d*), [str] -> (B, P, H)
-        onehot = torch.stack([torch.tensor([float(k == t) for t in TYPES]) for k in kinds])
-        return self.linear(torch.cat([thetas, onehot], 1)).view(-1, self.P, self.H)
+    def forward(self, thetas):                                               # (B, d*) -> (B, P, H)
+        return self.linear(thetas).view(-1, self.P, self.H)
 
 
 def build(cfg=WorldConfig(), root=None):
@@ -212,7 +216,7 @@ def pretrain(world, tokenizer, root):
         for group in optimizer.param_groups:                                  # warm-up, then linear decay
             group["lr"] = cfg.pretrain_lr * min(1.0, (step + 1) / 200) * (1 - step / cfg.pretrain_steps)
         batch, thetas, kinds, _ = sample_batch(world, tokenizer, g, cfg.pretrain_batch)
-        losses = ipt.token_losses(t5, cond(thetas, kinds), batch.input_ids, batch.attention_mask, batch.labels)
+        losses = ipt.token_losses(t5, cond(thetas), batch.input_ids, batch.attention_mask, batch.labels)
         loss = losses.sum() / (batch.labels != ipt.IGNORE).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -233,7 +237,7 @@ def conditioned_accuracy(world, tokenizer, t5, cond, n=400):
     """Accuracy on unseen θ (fresh draws) with the true conditioning, per type."""
     g = torch.Generator().manual_seed(world.cfg.seed + 3)
     batch, thetas, kinds, pairs = sample_batch(world, tokenizer, g, n)
-    ids = ipt.generate(t5, cond(thetas, kinds), batch.input_ids, batch.attention_mask, max_new_tokens=8)
+    ids = ipt.generate(t5, cond(thetas), batch.input_ids, batch.attention_mask, max_new_tokens=8)
     preds = [p.strip() for p in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return {f"accuracy_{t}": sum(p == y for p, (_, y), k in zip(preds, pairs, kinds) if k == t) / kinds.count(t)
             for t in TYPES}

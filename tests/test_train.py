@@ -144,14 +144,14 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(world, monke
 
 @pytest.mark.slow
 def test_a_task_trains_the_same_alone_or_with_others(world):
+    """Own init stream, own batches, own Adam state, own clipping: batch-mates change nothing
+    but the padding, so the prompt after 40 steps agrees to float rounding."""
     train.main(args(world, "solo", "--stage", "pt", "--task", "last-word"))
-    solo = checkpoint.load(world / "runs" / "solo" / "prompts-s100" / "last-word.safetensors")[0]["prompt"]
     train.main(args(world, "many", "--stage", "pt", "--tasks-from", "train"))
-    many = checkpoint.load(world / "runs" / "many" / "prompts-s100" / "last-word.safetensors")[0]["prompt"]
-    # the initial prompt depends on the task's position, so compare runs where it is the same: re-seeded alone
-    assert solo.shape == many.shape
-    solo_log = metrics(world / "runs" / "solo" / "pt-s100-last-word" / "metrics.jsonl")
-    assert all(len(r["dev"]) == 1 for r in solo_log)
+    solo = checkpoint.load(world / "runs" / "solo" / "pt-s100-last-word" / "checkpoint.safetensors")[0]
+    many = checkpoint.load(world / "runs" / "many" / "pt-s100-train" / "checkpoint.safetensors")[0]
+    k = json.loads((world / "runs" / "many" / "pt-s100-train" / "config.json").read_text())["tasks"].index("last-word")
+    torch.testing.assert_close(solo["param.prompts.0"], many[f"param.prompts.{k}"], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -232,3 +232,31 @@ def test_help_documents_every_option_with_its_default(capsys):
     for f in train.fields(train.Config):
         assert "--" + f.name.replace("_", "-") in text
     assert "(default: 0.06)" in text
+
+
+REAL = data.HERE.parent / "shared" / "data" / "crossfit"
+REAL_TASKS = ["glue-sst2", "ag_news", "lama-trex", "quarel"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+def test_pipeline_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
+    """pt -> msf -> ist (and `--task`) on real files, through the same commands as `make`."""
+    texts = [ex.input + " " + " ".join(ex.references) for t in REAL_TASKS
+             for ex in data.read_examples(data.task_file(REAL, t, "train"))]
+    tokenizer = data.train_tokenizer(texts, 400, tmp_path / "model")
+    tiny_t5(seed=4, vocab=len(tokenizer), d_model=16).save_pretrained(tmp_path / "model")
+    (tmp_path / "split.txt").write_text("[train]\nglue-sst2\nag_news\nlama-trex\n[test]\nquarel\n")
+    common = ["--run", str(tmp_path / "run"), "--model", str(tmp_path / "model"), "--data-dir", str(REAL),
+              "--split", str(tmp_path / "split.txt"), "--prompt-len", "4", "--intrinsic-dim", "2", "--steps", "6",
+              "--eval-every", "3", "--batch-size", "2", "--max-test", "20", "--max-input-len", "64"]
+    train.main(common + ["--stage", "pt"])
+    train.main(common + ["--stage", "msf"])
+    train.main(common + ["--stage", "ist", "--tasks-from", "test"])
+    train.main(common + ["--stage", "ist", "--task", "glue-sst2"])
+    run = tmp_path / "run"
+    assert set(results(run / "pt-s100-default" / "results.tsv")) == set(REAL_TASKS)
+    assert set(results(run / "msf-d2" / "results.tsv")) == set(REAL_TASKS[:3])
+    ist = results(run / "ist-d2-s100-test" / "results.tsv")
+    assert set(ist) == {"quarel"} and 0.0 <= float(ist["quarel"]["test"]) <= 1.0
+    assert (run / "ist-d2-s100-glue-sst2" / "z.safetensors").is_file()
