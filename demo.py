@@ -101,7 +101,7 @@ def main(argv=None):
     p.add_argument("--dims", default="1,2,3,4,6,8", help="the d_I to try (default 1 … 2·d*)")
     p.add_argument("--pt-steps", type=int, default=300)
     p.add_argument("--msf-steps", type=int, default=200)
-    p.add_argument("--ist-steps", type=int, default=100)
+    p.add_argument("--ist-steps", type=int, default=150)
     args = p.parse_args(argv)
     dims = [int(d) for d in args.dims.split(",")]
     started = time.time()
