@@ -168,11 +168,18 @@ def summarise(scores, reference=None):
 
 
 def read_results(path):
-    """results.tsv written by train.py -> {task: test score} (rows with an empty test are skipped)."""
-    lines = [line for line in Path(path).read_text().splitlines() if not line.startswith("#")]
-    header = lines[0].split("\t")
-    rows = [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
-    return {r["task"]: float(r["test"]) for r in rows if r.get("test")}
+    """A results.tsv written by train.py, or a stage folder (fine-tuning keeps one per task in
+    sub-folders) -> {task: test score}."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("results.tsv")) or sorted(path.glob("*/results.tsv"))
+    if not files:
+        raise ValueError(f"no results.tsv at {path}")
+    scores = {}
+    for f in files:
+        lines = [line for line in f.read_text().splitlines() if line and not line.startswith("#")]
+        header = lines[0].split("\t")
+        scores.update({r["task"]: float(r["test"]) for r in (dict(zip(header, line.split("\t"))) for line in lines[1:])})
+    return scores
 
 
 def markdown_table(scores, reference=None):
@@ -195,10 +202,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="E_abs of a results.tsv, and E_rel against a reference results.tsv")
-    c.add_argument("results", help="results.tsv of the method (e.g. IST)")
-    c.add_argument("reference", nargs="?", help="results.tsv of PT or fine-tuning")
+    c.add_argument("results", help="results.tsv (or stage folder) of the method, e.g. IST")
+    c.add_argument("reference", nargs="?", help="results.tsv (or stage folder) of PT or fine-tuning")
     args = p.parse_args(argv)
-    print(markdown_table(read_results(args.results), read_results(args.reference) if args.reference else None))
+    try:
+        print(markdown_table(read_results(args.results), read_results(args.reference) if args.reference else None))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
 
 
 if __name__ == "__main__":

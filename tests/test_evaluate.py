@@ -122,3 +122,12 @@ def test_compare_reads_results_files(tmp_path, capsys):
     ev.main(["compare", str(tmp_path / "ist.tsv"), str(tmp_path / "pt.tsv")])
     out = capsys.readouterr().out
     assert "E_abs = 65.0 over 2 tasks" in out and "E_rel = 0.750 over 2 tasks" in out
+
+
+def test_results_of_a_fine_tuning_folder_are_gathered(tmp_path):
+    for task, score in (("a", "0.5"), ("b", "0.7")):
+        (tmp_path / "ft" / task).mkdir(parents=True)
+        (tmp_path / "ft" / task / "results.tsv").write_text(f"task\tmetric\tdev\ttest\tsteps\n{task}\tEM\t1\t{score}\t9\n")
+    assert ev.read_results(tmp_path / "ft") == {"a": 0.5, "b": 0.7}
+    with pytest.raises(ValueError, match="no results.tsv"):
+        ev.read_results(tmp_path / "nothing")
