@@ -233,7 +233,7 @@ def pretrain(world, tokenizer, root):
 
 
 @torch.no_grad()
-def conditioned_accuracy(world, tokenizer, t5, cond, n=400):
+def conditioned_accuracy(world, tokenizer, t5, cond, n=1000):
     """Accuracy on unseen θ (fresh draws) with the true conditioning, per type."""
     g = torch.Generator().manual_seed(world.cfg.seed + 3)
     batch, thetas, kinds, pairs = sample_batch(world, tokenizer, g, n)

@@ -260,3 +260,16 @@ def test_pipeline_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
     ist = results(run / "ist-d2-s100-test" / "results.tsv")
     assert set(ist) == {"quarel"} and 0.0 <= float(ist["quarel"]["test"]) <= 1.0
     assert (run / "ist-d2-s100-glue-sst2" / "z.safetensors").is_file()
+
+
+def test_patience_stops_a_task_and_frees_its_rows(world):
+    """The random tiny T5 never improves on dev after the first evaluation, so with patience 1
+    every task stops at the second evaluation (step 20 of 40) and later steps have no rows."""
+    train.main(args(world, "patience", "--stage", "pt", "--tasks-from", "train", "--patience", "1"))
+    out = world / "runs" / "patience" / "pt-s100-train"
+    rows = results(out / "results.tsv")
+    log = metrics(out / "metrics.jsonl")
+    for row in rows.values():
+        history = [r["dev"] for r in log if row["task"] in r["dev"]]
+        assert int(row["steps"]) == 10 * len(history) < 40
+    assert log[-1]["step"] < 40 or log[-1]["active"] < 3
