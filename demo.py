@@ -63,8 +63,14 @@ def table(root, run, dims):
 def write_report(root, run, dims, seconds):
     results, pt = table(root, run, dims)
     cfg = json.loads((root / "world.json").read_text())
+    recovery = []
+    for kind in world.TYPES:                                 # PT from K examples vs the true conditioning
+        scores = [v for t, v in pt.items() if t.startswith(kind)]
+        true = cfg["pretraining"][f"accuracy_{kind}"]
+        recovery.append(f"{kind}: PT {sum(scores) / len(scores):.3f} vs true conditioning {true:.3f}")
     lines = [f"# IPT on the offline world (planted d* = {cfg['config']['dim']})", "",
-             f"Pretrained model, true conditioning on unseen θ: {cfg['pretraining']}.",
+             f"Pretraining: {cfg['pretraining']['steps']} steps in {cfg['pretraining']['seconds']} s; "
+             f"test accuracy by type, {'; '.join(recovery)}.",
              f"PT, all {len(pt)} tasks: E_abs = {100 * sum(pt.values()) / len(pt):.1f}. Pipeline time {seconds / 60:.1f} min.",
              "", "E_rel against PT (E_abs ×100 in brackets):", "",
              "| challenge | " + " | ".join(f"d_I={d}" for d in dims) + " |",
