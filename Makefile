@@ -7,7 +7,8 @@ MODEL ?= google/t5-base-lm-adapt
 RUN   ?= runs/default
 DIM   ?= 5
 comma := ,
-TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN)
+ARGS  ?=
+TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN) $(ARGS)
 
 .PHONY: test test-fast demo pt msf ist bench check
 
