@@ -18,23 +18,15 @@ import torch
 import data
 import ipt
 import train
+import world
 
 REAL = Path(__file__).resolve().parent.parent / "shared" / "data" / "crossfit"
-
-
-def tiny_t5(vocab, d_model):
-    from transformers import T5Config, T5ForConditionalGeneration
-    torch.manual_seed(0)
-    return ipt.freeze(T5ForConditionalGeneration(T5Config(
-        vocab_size=vocab, d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=2,
-        num_decoder_layers=2, num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)))
 
 
 def tasks_and_data():
     if REAL.is_dir():
         names = sorted(p.name for p in REAL.iterdir() if p.is_dir())[:20]
         return REAL, names, data.load_tasks(), "real CrossFit files"
-    import world
     root = world.build()
     tasks = data.load_tasks(root / "tasks.txt")
     return root / "data", list(tasks)[:20], tasks, "the offline world"
@@ -67,7 +59,8 @@ def main(argv=None):
                        max_target_len=32, lr=0.3)
     texts = [ex.input for n in names for ex in data.read_examples(data.task_file(data_dir, n, "train"))]
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
-    t5 = tiny_t5(len(tokenizer), args.d_model)
+    torch.manual_seed(0)
+    t5 = ipt.freeze(world.tiny_t5(len(tokenizer), args.d_model, layers=2))
     prepared = train.prepare(cfg, names, tasks, tokenizer)
     examples = len(names) * args.steps * args.batch_size
     print(f"{len(names)} tasks from {source}; T5 d_model {args.d_model}, {sum(p.numel() for p in t5.parameters()):,} "

@@ -184,11 +184,12 @@ def write_file(path, examples):
     path.write_text("".join(f"{x}\t{y}\n" for x, y in examples), encoding="utf-8")
 
 
-def tiny_t5(cfg, vocab_size):
+def tiny_t5(vocab_size, d_model, layers):
+    """A small T5 with 4 heads, `layers` encoder and 2 decoder layers, no dropout."""
     from transformers import T5Config, T5ForConditionalGeneration
     return T5ForConditionalGeneration(T5Config(
-        vocab_size=vocab_size, d_model=cfg.d_model, d_kv=cfg.d_model // 4, d_ff=2 * cfg.d_model,
-        num_layers=cfg.layers, num_decoder_layers=2, num_heads=4, dropout_rate=0.0,
+        vocab_size=vocab_size, d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model,
+        num_layers=layers, num_decoder_layers=2, num_heads=4, dropout_rate=0.0,
         decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
 
 
@@ -206,7 +207,8 @@ def pretrain(world, tokenizer, root):
     """Train T5 + conditioner on fresh tasks; save the T5 (HF format) and the conditioner."""
     cfg = world.cfg
     torch.manual_seed(cfg.seed)
-    t5, cond = tiny_t5(cfg, len(tokenizer)), Conditioner(cfg.dim, cfg.prompt_len, cfg.d_model)
+    t5 = tiny_t5(len(tokenizer), cfg.d_model, cfg.layers)
+    cond = Conditioner(cfg.dim, cfg.prompt_len, cfg.d_model)
     params = list(t5.parameters()) + list(cond.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed + 2)
