@@ -124,22 +124,25 @@ def check(data_dir, split, tasks, k=16, seed=100, out=sys.stdout):
     """Print one line per task of the split and a summary; return the number of problems."""
     sections = load_split(split, tasks)
     names = list(dict.fromkeys(t for section in sections.values() for t in section))
-    problems, missing = 0, []
+    missing = missing_tasks(data_dir, names, k, seed)
+    malformed = 0
     print(f"{'task':42} {'status':9} {'train':>5} {'dev':>5} {'test':>6}  labels  seeds", file=out)
     for name in names:
-        seeds = sum(all(task_file(data_dir, name, s, k, sd).is_file() for s in SPLIT_FILES) for sd in SEEDS)
+        seeds = sum(not missing_tasks(data_dir, [name], k, s) for s in SEEDS)
+        blank = f"{'':>5} {'':>5} {'':>6}  {'':6}  {seeds}/5"
+        if name in missing:
+            print(f"{name:42} {'missing':9} {blank}", file=out)
+            continue
         try:
             data = load_task_data(data_dir, name, k, seed)
         except DataError as e:
-            status = "missing" if "missing data file" in str(e) else "malformed"
-            missing += [name] if status == "missing" else []
-            problems += 1
-            print(f"{name:42} {status:9} {'':>5} {'':>5} {'':>6}  {'':6}  {seeds}/5"
-                  + ("" if status == "missing" else f"  {e}"), file=out)
+            malformed += 1
+            print(f"{name:42} {'malformed':9} {blank}  {e}", file=out)
             continue
         labels = len({ex.references[0] for ex in data["train"]}) if tasks[name].type == "cls" else ""
         print(f"{name:42} {'ok':9} {len(data['train']):>5} {len(data['dev']):>5} {len(data['test']):>6}"
               f"  {labels!s:6}  {seeds}/5", file=out)
+    problems = len(missing) + malformed
     print(f"\n{len(names) - problems} of {len(names)} tasks of split {split!r} present in {data_dir}"
           f" (k={k}, seed {seed}).", file=out)
     if missing:
