@@ -188,9 +188,9 @@ def collate(rows, pad_id):
     return Batch(input_ids, mask, labels, torch.tensor([r[0] for r in rows]))
 
 
-def task_seed(seed, name):
+def task_generator(seed, name, offset=0):
     """A task's own random stream: what it draws does not depend on the other tasks of a run."""
-    return seed * 1_000_003 + zlib.crc32(name.encode())
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()) + offset)
 
 
 class TaskBatcher:
@@ -206,8 +206,7 @@ class TaskBatcher:
         self.rows_per_task, self.seed = rows_per_task, seed
 
     def order(self, task, epoch, name):
-        g = torch.Generator().manual_seed(task_seed(self.seed, name) + epoch)
-        return torch.randperm(len(self.rows[task]), generator=g).tolist()
+        return torch.randperm(len(self.rows[task]), generator=task_generator(self.seed, name, epoch)).tolist()
 
     def task_rows(self, task, step, name):
         n, b = len(self.rows[task]), self.rows_per_task

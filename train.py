@@ -136,6 +136,11 @@ def prompt_store(run, data_seed):
     return Path(run) / f"prompts-s{data_seed}"
 
 
+def load_prompts(store, names):
+    """The stored PT prompts of `names` -> (K, P, H)."""
+    return torch.stack([checkpoint.load(Path(store) / f"{n}.safetensors")[0]["prompt"] for n in names])
+
+
 def select_tasks(cfg, tasks):
     if cfg.task:
         if cfg.task not in tasks:
@@ -199,10 +204,11 @@ def per_task_groups(names, prefix):
 def setup_pt(cfg, t5, tokenizer, names, prepared):
     """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt."""
     emb, H = t5.get_input_embeddings().weight.detach().cpu(), t5.config.d_model
-    gs = [torch.Generator().manual_seed(data.task_seed(cfg.seed, n)) for n in names]
+    gs = [data.task_generator(cfg.seed, n) for n in names]
     if cfg.init_from_ist:                                  # §4.3: start from the IST solution
         z, ae = load_ist_solution(cfg.init_from_ist, names)
-        init = ae.decode(z)
+        with torch.no_grad():
+            init = ae.decode(z)
     elif cfg.prompt_init == "vocab":
         init = torch.stack([ipt.init_sampled_vocab(emb, cfg.prompt_len, g) for g in gs])
     elif cfg.prompt_init == "labels":
@@ -232,7 +238,7 @@ def setup_msf(cfg, t5, tokenizer, names, prepared):
         raise UserError(f"MSF needs the PT prompt of every training task; {len(missing)} missing in {store}: "
                         f"{', '.join(missing)}\nMake them first: python train.py --stage pt --run {cfg.run} "
                         f"--split {cfg.split} (or make pt)")
-    pt_prompts = torch.stack([checkpoint.load(store / f"{n}.safetensors")[0]["prompt"] for n in names])
+    pt_prompts = load_prompts(store, names)
     torch.manual_seed(cfg.seed)
     ae = ipt.PromptAutoencoder(pt_prompts.size(1), pt_prompts.size(2), cfg.intrinsic_dim, cfg.ae_hidden or None)
     module = ipt.ReconstructedPrompts(ae, pt_prompts)
@@ -270,12 +276,9 @@ def setup_ist(cfg, t5, tokenizer, names, prepared):
             raise UserError(f"{msf} was trained for prompts {meta['prompt_len']}×{meta['d_model']}, "
                             f"this run has {cfg.prompt_len}×{t5.config.d_model}")
         if cfg.z_init == "mean":
-            store = Path(meta["prompts"])
             with torch.no_grad():
-                codes = ae.encode(torch.stack([checkpoint.load(store / f"{n}.safetensors")[0]["prompt"]
-                                               for n in meta["tasks"]]))
-    z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, torch.Generator().manual_seed(data.task_seed(cfg.seed, n)),
-                    codes)[0] for n in names]
+                codes = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
+    z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, data.task_generator(cfg.seed, n), codes)[0] for n in names]
     module = ipt.IntrinsicPrompts(ae, torch.stack(z))
 
     def artifact(out, state):
@@ -297,8 +300,7 @@ def load_ist_solution(ist_dir, names):
     if missing:
         raise UserError(f"{ist_dir} has no z for {', '.join(missing)}")
     ae, _ = load_autoencoder(meta["autoencoder"])
-    with torch.no_grad():
-        return torch.stack([z[n] for n in names]), ae
+    return torch.stack([z[n] for n in names]), ae
 
 
 def setup_ft(cfg, t5, tokenizer, names, prepared):
@@ -501,6 +503,7 @@ def run(cfg):
     prepared = prepare(cfg, names, tasks, tokenizer)
     # fine-tuning needs a fresh T5 per task; every other stage trains all its tasks in one loop
     jobs = [(out / n, [p]) for n, p in zip(names, prepared)] if cfg.stage == "ft" else [(out, prepared)]
+    t5_trained = False
     for job_out, job_tasks in jobs:
         saved = job_out / "config.json"
         if saved.is_file() and not same_run(json.loads(saved.read_text()), asdict(cfg), [p["name"] for p in job_tasks]):
@@ -511,8 +514,9 @@ def run(cfg):
             continue
         job_out.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({**asdict(cfg), "tasks": [p["name"] for p in job_tasks], "missing": missing}, indent=1))
-        if cfg.stage == "ft":
+        if cfg.stage == "ft" and t5_trained:                  # fine-tuning changed it: start from a fresh copy
             t5, tokenizer = load_plm(cfg, device)
+        t5_trained = cfg.stage == "ft"
         stage = SETUPS[cfg.stage](cfg, t5, tokenizer, [p["name"] for p in job_tasks], job_tasks)
         stage.module.to(device)
         train(cfg, t5, tokenizer, stage, job_tasks, job_out, device)

@@ -194,7 +194,7 @@ def tiny_t5(vocab_size, d_model, layers):
 
 
 def sample_batch(world, tokenizer, g, n):
-    """n examples of fresh random tasks -> (Batch, thetas (n, d*), kinds)."""
+    """n examples of fresh random tasks -> (Batch, thetas (n, d*), kinds, (input, target) pairs)."""
     kinds = [TYPES[i] for i in torch.randint(len(TYPES), (n,), generator=g).tolist()]
     thetas = torch.randn(n, world.cfg.dim, generator=g)
     pairs = [world.example(k, th, g) for k, th in zip(kinds, thetas)]
