@@ -273,3 +273,13 @@ def test_patience_stops_a_task_and_frees_its_rows(world):
         history = [r["dev"] for r in log if row["task"] in r["dev"]]
         assert int(row["steps"]) == 10 * len(history) < 40
     assert log[-1]["step"] < 40 or log[-1]["active"] < 3
+
+
+def test_fine_tuning_gives_each_task_a_fresh_t5(world, monkeypatch):
+    """One load for the first task, then a reload for each task after one that trained."""
+    loads, real = [], train.load_plm
+    monkeypatch.setattr(train, "load_plm", lambda *a: loads.append(1) or real(*a))
+    train.main(args(world, "ft3", "--stage", "ft", "--tasks-from", "train", "--steps", "2", "--eval-every", "2"))
+    assert len(loads) == 3
+    for task in ("first-word", "last-word", "has-cat"):
+        assert (world / "runs" / "ft3" / "ft-s100-train" / task / "results.tsv").is_file()
