@@ -17,6 +17,7 @@ import torch
 
 import data
 import ipt
+import stages
 import train
 import world
 
@@ -34,7 +35,7 @@ def tasks_and_data():
 
 def steps(cfg, t5, tokenizer, prepared, n_steps):
     """n_steps of PT over `prepared` in one loop -> seconds."""
-    stage = train.setup_pt(cfg, t5, tokenizer, [p["name"] for p in prepared], prepared)
+    stage = stages.setup_pt(cfg, t5, tokenizer, [p["name"] for p in prepared], prepared)
     optimizer = torch.optim.AdamW(stage.module.parameters(), lr=cfg.lr)
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
     names, active = [p["name"] for p in prepared], list(range(len(prepared)))

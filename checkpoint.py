@@ -1,11 +1,21 @@
 """
-Checkpoints: safetensors files that hold only what trained, written atomically.
+Files on disk: safetensors that hold only what trained, written so that nothing is lost.
 
-A training checkpoint is one file, so it is never half-written: the trained tensors, each group's
-best-dev tensors, the Adam moments, and the loop state (JSON, in the safetensors metadata).
+A training checkpoint is one file: the trained tensors, each group's best-dev tensors, the Adam
+moments, and the loop state (JSON, in the safetensors metadata). Every write goes to a temporary
+file that is fsync'ed, renamed over the old one, and the folder fsync'ed: after a crash or a power
+cut the name points at the old file or the new one, never at a half-written one. The checkpoint
+before the last is kept beside it (checkpoint.prev.safetensors) as a way back if the last is damaged.
+
+A stage folder is locked while a process trains in it (flock: the kernel drops it when the
+process dies, even by kill -9), so two runs of the same command cannot interleave their writes.
 """
+import fcntl
 import json
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -14,27 +24,72 @@ from safetensors.torch import save_file
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model or run it is loaded into."""
+    """A file on disk that is missing, damaged, busy or does not fit; the message says what to do."""
 
 
-def save(path, tensors, **metadata):
-    """Write tensors (+ JSON-able metadata) to `path` via a temporary file and an atomic rename."""
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(write, path, keep_previous=False):
+    """write(tmp path) then rename over `path`, with fsyncs so the rename survives a power cut.
+    A failing write (full disk, I/O error) leaves the old file as it was and says so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if keep_previous and path.is_file():                 # a hard link: `path` stays valid throughout
+            prev = previous(path)
+            link = prev.with_name(prev.name + ".tmp")
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            os.replace(link, prev)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous version is intact" if path.is_file() else "nothing was written"
+        raise CheckpointError(f"could not write {path}: {e.strerror or e}; {kept}. "
+                              "Free space or fix the disk, then re-run the same command to resume.") from e
+
+
+def write_text(path, text):
+    """A small text file (config.json, results.tsv), written durably."""
+    _replace_durably(lambda tmp: Path(tmp).write_text(text), path)
+
+
+def previous(path):
+    """Where the checkpoint before `path` is kept."""
+    path = Path(path)
+    return path.with_name(path.name.replace(".safetensors", ".prev.safetensors"))
+
+
+def save(path, tensors, keep_previous=False, **metadata):
+    """Write tensors (+ JSON-able metadata) to `path`; see the module docstring for the guarantees."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in metadata.items()})
-    os.replace(tmp, path)                                    # atomic on POSIX: old or new, never half
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    _replace_durably(lambda tmp: save_file(tensors, tmp, metadata=meta), path, keep_previous)
 
 
-def load(path):
-    """-> (tensors, metadata) with the metadata values decoded from JSON."""
+def load(path, remedy="make it again"):
+    """-> (tensors, metadata) with the metadata values decoded from JSON. A missing or damaged
+    file raises CheckpointError naming it and `remedy` (what the user can do about it)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
-        return {k: f.get_tensor(k) for k in f.keys()}, meta
+        raise CheckpointError(f"no file at {path}: {remedy}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except Exception as e:                                   # SafetensorError, JSON, truncated data …
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]}): {remedy}") from e
 
 
 def fit(module, tensors, source):
@@ -55,17 +110,49 @@ def fit(module, tensors, source):
 
 
 def optimizer_tensors(optimizer):
-    """Adam's per-parameter state as flat named tensors: adam.<index>.<exp_avg|exp_avg_sq|step>."""
-    return {f"adam.{i}.{key}": value for i, state in optimizer.state_dict()["state"].items()
+    """The optimiser's per-parameter state as flat named tensors: opt.<index>.<name>
+    (Adam: exp_avg, exp_avg_sq, step)."""
+    return {f"opt.{i}.{key}": value for i, state in optimizer.state_dict()["state"].items()
             for key, value in state.items() if torch.is_tensor(value)}
 
 
 def restore_optimizer(optimizer, tensors):
     state = {}
     for name, value in tensors.items():
-        if name.startswith("adam."):
+        if name.startswith("opt."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = value
     full = optimizer.state_dict()
     full["state"] = state
     optimizer.load_state_dict(full)
+
+
+class Lock:
+    """An exclusive lock on a folder for as long as the process trains in it. The second process
+    is told who holds it (pid, host, start time, command) and stops before touching anything."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / ".lock"
+        self.file = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise CheckpointError(f"{self.path.parent} is in use by {holder}. Wait for it to finish or stop it; "
+                                  "the same command then resumes from its last checkpoint.") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                        f" ({' '.join(sys.argv)[:200]})")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()

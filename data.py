@@ -9,6 +9,7 @@ every seed). The paper's K-shot sets are k = 16 (per class, or 32 examples for n
 """
 import argparse
 import difflib
+import hashlib
 import sys
 import zlib
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from evaluate import METRICS
 from ipt import IGNORE
 
 HERE = Path(__file__).parent
@@ -39,7 +41,11 @@ class Example:
     references: tuple                    # one or more acceptable outputs
 
 
-class DataError(ValueError):
+class UserError(ValueError):
+    """Something the user can fix; the commands print it in one line, without a traceback."""
+
+
+class DataError(UserError):
     """Bad or missing input data; the message says which file and what to do."""
 
 
@@ -47,11 +53,31 @@ class DataError(ValueError):
 # Task table and splits (plain text files: tasks.txt, splits/<name>.txt)
 
 def load_tasks(path=HERE / "tasks.txt"):
-    """tasks.txt -> {name: Task}. '#' lines are comments, the first other line the header."""
-    lines = [line for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
-    header = lines[0].split("\t")
-    rows = (line.split("\t") for line in lines[1:])
-    return {row[0]: Task(row[0], **dict(zip(header[1:], row[1:]))) for row in rows}
+    """tasks.txt -> {name: Task}. '#' lines are comments, the first other line the header, which
+    must start with task, metric, type; a row may leave off trailing optional columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no task table at {path}: give --tasks-file a file like tasks.txt")
+    lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if line.strip() and not line.startswith("#")]
+    if not lines or lines[0][1].split("\t")[:3] != ["task", "metric", "type"]:
+        raise DataError(f"{path}: the first line must be the header 'task<TAB>metric<TAB>type[<TAB>…]'")
+    header, tasks = lines[0][1].split("\t"), {}
+    for number, line in lines[1:]:
+        row = line.split("\t")
+        where = f"{path}:{number}"
+        if not 3 <= len(row) <= len(header):
+            raise DataError(f"{where}: expected 3 to {len(header)} TAB-separated columns ({', '.join(header)}), "
+                            f"got {len(row)}: {line[:80]!r}")
+        task = Task(row[0], **dict(zip(header[1:], row[1:])))
+        if task.metric not in METRICS:
+            raise DataError(f"{where}: unknown metric {task.metric!r} for {task.name}; CrossFit's are {', '.join(METRICS)}")
+        if task.type not in ("cls", "noncls", "neither"):
+            raise DataError(f"{where}: type of {task.name} is {task.type!r}; expected cls, noncls or neither")
+        if task.name in tasks:
+            raise DataError(f"{where}: task {task.name} is listed twice")
+        tasks[task.name] = task
+    return tasks
 
 
 def unknown_task(name, known):
@@ -120,8 +146,20 @@ def missing_tasks(data_dir, names, k=16, seed=100):
     return [t for t in names if not all(task_file(data_dir, t, s, k, seed).is_file() for s in SPLIT_FILES)]
 
 
+def fingerprint(data_dir, task, k=16, seed=100):
+    """SHA-256 of a task's train, dev and test files for this seed: a resumed run checks that its
+    data did not change under it."""
+    h = hashlib.sha256()
+    for split in SPLIT_FILES:
+        h.update(task_file(data_dir, task, split, k, seed).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 def check(data_dir, split, tasks, k=16, seed=100, out=sys.stdout):
     """Print one line per task of the split and a summary; return the number of problems."""
+    if not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir} is not a folder: give the folder holding <task>/<task>_{k}_<seed>_<split>.tsv")
     sections = load_split(split, tasks)
     names = list(dict.fromkeys(t for section in sections.values() for t in section))
     missing = missing_tasks(data_dir, names, k, seed)

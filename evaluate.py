@@ -167,18 +167,29 @@ def summarise(scores, reference=None):
     return out
 
 
-def read_results(path):
+def read_results(path, column="test"):
     """A results.tsv written by train.py, or a stage folder (fine-tuning keeps one per task in
-    sub-folders) -> {task: test score}."""
+    sub-folders) -> {task: score in `column`}. A malformed file is named with its line."""
     path = Path(path)
     files = [path] if path.is_file() else sorted(path.glob("results.tsv")) or sorted(path.glob("*/results.tsv"))
     if not files:
         raise ValueError(f"no results.tsv at {path}")
     scores = {}
     for f in files:
-        lines = [line for line in f.read_text().splitlines() if line and not line.startswith("#")]
-        header = lines[0].split("\t")
-        scores.update({r["task"]: float(r["test"]) for r in (dict(zip(header, line.split("\t"))) for line in lines[1:])})
+        lines = [(n, line) for n, line in enumerate(f.read_text().splitlines(), 1)
+                 if line.strip() and not line.startswith("#")]
+        if not lines:
+            raise ValueError(f"{f} is empty: the run that writes it did not finish; re-run it")
+        header = lines[0][1].split("\t")
+        for needed in ("task", column):
+            if needed not in header:
+                raise ValueError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)})")
+        for number, line in lines[1:]:
+            row = dict(zip(header, line.split("\t")))
+            try:
+                scores[row["task"]] = float(row[column])
+            except (KeyError, ValueError):
+                raise ValueError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}") from None
     return scores
 
 

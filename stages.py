@@ -1,0 +1,204 @@
+"""
+The stages of IPT and its baselines: for each, what trains, what the loss is, and what is saved.
+
+  pt    §3.1  a soft prompt per task; the PLM frozen              -> prompts-s<seed>/<task>.safetensors
+  msf   §3.2  the autoencoder only, over the training tasks' PT prompts -> autoencoder.safetensors
+  ist   §3.2  z only (d_I numbers a task); Proj_b and the PLM frozen -> z.safetensors
+        --subspace random: the same with an untrained Proj_b (the paper's random-subspace baseline)
+  ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
+  pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
+
+What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
+before the PLM, so a missing or damaged file is reported in a second.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import checkpoint
+import data
+import ipt
+from data import UserError
+
+
+def stage_dir(cfg):
+    """runs/<run>/<stage>-…: one folder per stage, subspace and task selection."""
+    run = Path(cfg.run)
+    selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
+    if cfg.stage == "msf":
+        return run / f"msf-d{cfg.intrinsic_dim}"
+    if cfg.stage == "ist":
+        kind = "ist" if cfg.subspace == "msf" else "ist-random"
+        return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
+    if cfg.init_from_ist:
+        return run / f"pt-from-{Path(cfg.init_from_ist).name}"
+    return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}"
+
+
+def prompt_store(run, data_seed):
+    """PT writes each task's best prompt here; MSF reads the training tasks' from it."""
+    return Path(run) / f"prompts-s{data_seed}"
+
+
+def load_prompts(store, names):
+    """The stored PT prompts of `names` -> (K, P, H)."""
+    remedy = "prompt-tune that task again (make pt, or python train.py --stage pt --task <task>)"
+    prompts = []
+    for n in names:
+        path = Path(store) / f"{n}.safetensors"
+        tensors, _ = checkpoint.load(path, remedy)
+        if "prompt" not in tensors:
+            raise checkpoint.CheckpointError(f"{path} holds no 'prompt' tensor: {remedy}")
+        prompts.append(tensors["prompt"])
+    shapes = sorted({tuple(p.shape) for p in prompts})
+    if len(shapes) > 1:
+        raise UserError(f"the prompts in {store} have different shapes {shapes}: they come from different "
+                        "--prompt-len or models; prompt-tune them again with one setting")
+    return torch.stack(prompts)
+
+
+def load_autoencoder(path):
+    tensors, meta = checkpoint.load(path, f"train the subspace again: delete {Path(path).parent} and re-run MSF")
+    ae = ipt.PromptAutoencoder(meta["prompt_len"], meta["d_model"], meta["intrinsic_dim"], meta["hidden"])
+    checkpoint.fit(ae, tensors, path)
+    return ae, meta
+
+
+def load_ist_solution(ist_dir, names):
+    """Best z of each task of an IST run, and its autoencoder -> (z (K, d_I), autoencoder)."""
+    path = Path(ist_dir) / "z.safetensors"
+    if not path.is_file():
+        raise UserError(f"no finished IST run at {ist_dir} (no z.safetensors)")
+    z, meta = checkpoint.load(path, f"run that IST stage again: delete {ist_dir} and re-run it")
+    if meta["autoencoder"] == "random":
+        raise UserError("stage two starts from an IST run in the MSF subspace, not the random one")
+    missing = [n for n in names if n not in z]
+    if missing:
+        raise UserError(f"{ist_dir} has no z for {', '.join(missing)}")
+    ae, _ = load_autoencoder(meta["autoencoder"])
+    return torch.stack([z[n] for n in names]), ae
+
+
+def read_inputs(cfg, names, d_model):
+    """What the stage reads from earlier stages, loaded and checked against the run's shapes
+    (P × H) before the PLM is. d_model: a callable that reads the model's config (only once the
+    files are found). -> keyword arguments of the stage's setup."""
+    if cfg.stage == "msf":
+        store = prompt_store(cfg.run, cfg.data_seed)
+        missing = [n for n in names if not (store / f"{n}.safetensors").is_file()]
+        if missing:
+            raise UserError(f"MSF needs the PT prompt of every training task; {len(missing)} missing in {store}: "
+                            f"{', '.join(missing)}\nMake them first: python train.py --stage pt --run {cfg.run} "
+                            f"--split {cfg.split} (or make pt)")
+        prompts = load_prompts(store, names)
+        check_shape(f"the PT prompts in {store}", prompts.shape[1:], cfg, d_model)
+        return {"pt_prompts": prompts}
+    if cfg.stage == "ist" and cfg.subspace == "msf":
+        msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}"
+        if not (msf / "autoencoder.safetensors").is_file():
+            raise UserError(f"no MSF subspace at {msf}: make it with `make msf DIM={cfg.intrinsic_dim} RUN={cfg.run}` "
+                            f"(python train.py --stage msf --intrinsic-dim {cfg.intrinsic_dim} --run {cfg.run})")
+        ae, meta = load_autoencoder(msf / "autoencoder.safetensors")
+        check_shape(str(msf), (meta["prompt_len"], meta["d_model"]), cfg, d_model)
+        codes = None
+        if cfg.z_init == "mean":
+            with torch.no_grad():
+                codes = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
+        return {"autoencoder": ae, "codes": codes, "source": str(msf / "autoencoder.safetensors")}
+    if cfg.stage == "pt" and cfg.init_from_ist:
+        z, ae = load_ist_solution(cfg.init_from_ist, names)
+        check_shape(cfg.init_from_ist, (ae.P, ae.H), cfg, d_model)
+        return {"ist_solution": (z, ae)}
+    return {}
+
+
+def check_shape(what, shape, cfg, d_model):
+    H = d_model()
+    if tuple(shape) != (cfg.prompt_len, H):
+        raise UserError(f"{what} was trained for prompts {shape[0]}×{shape[1]}, "
+                        f"this run has {cfg.prompt_len}×{H} (--prompt-len × the model's d_model)")
+
+
+@dataclass
+class Stage:
+    module: torch.nn.Module            # owns every trainable tensor of the stage
+    prompts: object                    # task_idx (B,) -> prompts (B, P, H), or None (ft)
+    groups: list                       # [(task indices, parameter names)] selected and stopped together
+    task_weight: object = None         # callable: number of tasks in the step -> weight of each task's loss
+    extra_loss: object = None          # callable: tasks in the step -> scalar added once (MSF's α·rec)
+    artifact: object = None            # callable: out dir, best module state -> writes what later stages read
+
+
+def per_task_groups(names, prefix):
+    return [([k], [f"{prefix}.{k}"]) for k in range(len(names))]
+
+
+def setup_pt(cfg, plm, tokenizer, names, prepared, ist_solution=None):
+    """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt."""
+    emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.d_model
+    gs = [data.task_generator(cfg.seed, n) for n in names]
+    if ist_solution:                                          # §4.3: start from the IST solution
+        z, ae = ist_solution
+        with torch.no_grad():
+            init = ae.decode(z)
+    elif cfg.prompt_init == "vocab":
+        init = torch.stack([ipt.init_sampled_vocab(emb, cfg.prompt_len, g) for g in gs])
+    elif cfg.prompt_init == "labels":
+        init = torch.stack([ipt.init_class_labels(emb, class_labels(p["train"]), cfg.prompt_len, g)
+                            for p, g in zip(prepared, gs)])
+    else:
+        init = torch.stack([ipt.init_normal(cfg.prompt_len, H, g) for g in gs])
+    module = ipt.SoftPrompts(init.detach())
+
+    def artifact(out, state):
+        for k, name in enumerate(names):
+            checkpoint.save(prompt_store(cfg.run, cfg.data_seed) / f"{name}.safetensors",
+                            {"prompt": state[f"prompts.{k}"]}, task=name, source=str(out))
+    return Stage(module, module, per_task_groups(names, "prompts"), artifact=artifact)
+
+
+def class_labels(train_rows):
+    """Distinct target token ids (without </s>) in a task's training rows, first seen first."""
+    return [list(t[:-1]) or list(t) for t in dict.fromkeys(tuple(tgt) for _, tgt in train_rows)]
+
+
+def setup_msf(cfg, plm, tokenizer, names, prepared, pt_prompts):
+    """MSF: only the autoencoder trains; loss = mean_k L_LM(P̂_k) + α·‖P̂ − P‖²; saves it."""
+    torch.manual_seed(cfg.seed)
+    ae = ipt.PromptAutoencoder(pt_prompts.size(1), pt_prompts.size(2), cfg.intrinsic_dim, cfg.ae_hidden or None)
+    module = ipt.ReconstructedPrompts(ae, pt_prompts)
+    store = prompt_store(cfg.run, cfg.data_seed)
+
+    def artifact(out, state):
+        checkpoint.save(out / "autoencoder.safetensors", {k.removeprefix("autoencoder."): v for k, v in state.items()},
+                        prompt_len=ae.P, d_model=ae.H, intrinsic_dim=cfg.intrinsic_dim,
+                        hidden=ae.proj_b[0].out_features, tasks=names, prompts=str(store))
+    return Stage(module, module, [(list(range(len(names))), [n for n, _ in module.named_parameters()])],
+                 task_weight=lambda n: 1.0 / n,
+                 extra_loss=lambda tasks: cfg.alpha * module.reconstruction_error(tasks), artifact=artifact)
+
+
+def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None, source="random"):
+    """IST: only z (d_I numbers a task) trains; Proj_b frozen; loss = Σ_k L_LM(Proj_b(z_k)); saves z.
+    Without an autoencoder: an untrained Proj_b of the same shape, the random-subspace baseline."""
+    if autoencoder is None:
+        torch.manual_seed(cfg.seed)
+        autoencoder = ipt.PromptAutoencoder(cfg.prompt_len, plm.config.d_model, cfg.intrinsic_dim,
+                                            cfg.ae_hidden or None)
+    z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, data.task_generator(cfg.seed, n), codes)[0] for n in names]
+    module = ipt.IntrinsicPrompts(autoencoder, torch.stack(z))
+
+    def artifact(out, state):
+        checkpoint.save(out / "z.safetensors", {name: state[f"z.{k}"] for k, name in enumerate(names)},
+                        autoencoder=source, seed=cfg.seed)
+    return Stage(module, module, per_task_groups(names, "z"), artifact=artifact)
+
+
+def setup_ft(cfg, plm, tokenizer, names, prepared):
+    """FT (baseline): every PLM weight trains on one task; loss = L_LM; nothing beyond the checkpoint."""
+    plm.requires_grad_(True)
+    return Stage(plm, lambda task_idx: None, [([0], [n for n, _ in plm.named_parameters()])])
+
+
+SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "ft": setup_ft}
