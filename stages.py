@@ -5,6 +5,8 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   msf   §3.2  the autoencoder only, over the training tasks' PT prompts -> autoencoder.safetensors
   ist   §3.2  z only (d_I numbers a task); Proj_b and the PLM frozen -> z.safetensors
         --subspace random: the same with an untrained Proj_b (the paper's random-subspace baseline)
+  reconstruct §4.1  nothing trains: the MSF autoencoder applied to tasks' own PT prompts, scored
+        (T_test(MSF) on held-out tasks: how well it reconstructs prompts it never saw)
   ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
   pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
 
@@ -28,6 +30,8 @@ def stage_dir(cfg):
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
     if cfg.stage == "msf":
         return run / f"msf-d{cfg.intrinsic_dim}"
+    if cfg.stage == "reconstruct":
+        return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
     if cfg.stage == "ist":
         kind = "ist" if cfg.subspace == "msf" else "ist-random"
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
@@ -36,9 +40,9 @@ def stage_dir(cfg):
     return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}"
 
 
-def prompt_store(run, data_seed):
-    """PT writes each task's best prompt here; MSF reads the training tasks' from it."""
-    return Path(run) / f"prompts-s{data_seed}"
+def prompt_store(cfg):
+    """PT writes each task's best prompt here; MSF and reconstruct read them from it."""
+    return Path(cfg.prompt_store or Path(cfg.run) / f"prompts-s{cfg.data_seed}")
 
 
 def load_prompts(store, names):
@@ -84,33 +88,34 @@ def read_inputs(cfg, names, d_model):
     """What the stage reads from earlier stages, loaded and checked against the run's shapes
     (P × H) before the PLM is. d_model: a callable that reads the model's config (only once the
     files are found). -> keyword arguments of the stage's setup."""
-    if cfg.stage == "msf":
-        store = prompt_store(cfg.run, cfg.data_seed)
+    inputs = {}
+    if cfg.stage in ("msf", "reconstruct"):
+        store = prompt_store(cfg)
         missing = [n for n in names if not (store / f"{n}.safetensors").is_file()]
         if missing:
-            raise UserError(f"MSF needs the PT prompt of every training task; {len(missing)} missing in {store}: "
-                            f"{', '.join(missing)}\nMake them first: python train.py --stage pt --run {cfg.run} "
-                            f"--split {cfg.split} (or make pt)")
-        prompts = load_prompts(store, names)
-        check_shape(f"the PT prompts in {store}", prompts.shape[1:], cfg, d_model)
-        return {"pt_prompts": prompts}
-    if cfg.stage == "ist" and cfg.subspace == "msf":
+            raise UserError(f"{cfg.stage} needs the PT prompt of every task it reads; {len(missing)} missing in "
+                            f"{store}: {', '.join(missing)}\nMake them first: python train.py --stage pt "
+                            f"--run {cfg.run} --split {cfg.split} (or make pt)")
+        inputs["pt_prompts"] = load_prompts(store, names)
+        check_shape(f"the PT prompts in {store}", inputs["pt_prompts"].shape[1:], cfg, d_model)
+    if cfg.stage in ("ist", "reconstruct") and cfg.subspace == "msf":
         msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}"
         if not (msf / "autoencoder.safetensors").is_file():
             raise UserError(f"no MSF subspace at {msf}: make it with `make msf DIM={cfg.intrinsic_dim} RUN={cfg.run}` "
                             f"(python train.py --stage msf --intrinsic-dim {cfg.intrinsic_dim} --run {cfg.run})")
         ae, meta = load_autoencoder(msf / "autoencoder.safetensors")
         check_shape(str(msf), (meta["prompt_len"], meta["d_model"]), cfg, d_model)
-        codes = None
-        if cfg.z_init == "mean":
-            with torch.no_grad():
-                codes = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
-        return {"autoencoder": ae, "codes": codes, "source": str(msf / "autoencoder.safetensors")}
+        inputs["autoencoder"] = ae
+        if cfg.stage == "ist":
+            inputs["source"] = str(msf / "autoencoder.safetensors")
+            if cfg.z_init == "mean":
+                with torch.no_grad():
+                    inputs["codes"] = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
     if cfg.stage == "pt" and cfg.init_from_ist:
         z, ae = load_ist_solution(cfg.init_from_ist, names)
         check_shape(cfg.init_from_ist, (ae.P, ae.H), cfg, d_model)
-        return {"ist_solution": (z, ae)}
-    return {}
+        inputs["ist_solution"] = (z, ae)
+    return inputs
 
 
 def check_shape(what, shape, cfg, d_model):
@@ -153,7 +158,7 @@ def setup_pt(cfg, plm, tokenizer, names, prepared, ist_solution=None):
 
     def artifact(out, state):
         for k, name in enumerate(names):
-            checkpoint.save(prompt_store(cfg.run, cfg.data_seed) / f"{name}.safetensors",
+            checkpoint.save(prompt_store(cfg) / f"{name}.safetensors",
                             {"prompt": state[f"prompts.{k}"]}, task=name, source=str(out))
     return Stage(module, module, per_task_groups(names, "prompts"), artifact=artifact)
 
@@ -168,7 +173,7 @@ def setup_msf(cfg, plm, tokenizer, names, prepared, pt_prompts):
     torch.manual_seed(cfg.seed)
     ae = ipt.PromptAutoencoder(pt_prompts.size(1), pt_prompts.size(2), cfg.intrinsic_dim, cfg.ae_hidden or None)
     module = ipt.ReconstructedPrompts(ae, pt_prompts)
-    store = prompt_store(cfg.run, cfg.data_seed)
+    store = prompt_store(cfg)
 
     def artifact(out, state):
         checkpoint.save(out / "autoencoder.safetensors", {k.removeprefix("autoencoder."): v for k, v in state.items()},
@@ -195,10 +200,16 @@ def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None
     return Stage(module, module, per_task_groups(names, "z"), artifact=artifact)
 
 
+def setup_reconstruct(cfg, plm, tokenizer, names, prepared, pt_prompts, autoencoder):
+    """T_test(MSF): each task's own PT prompt through the frozen autoencoder; nothing trains."""
+    module = ipt.ReconstructedPrompts(ipt.freeze(autoencoder), pt_prompts)
+    return Stage(module, module, [([k], []) for k in range(len(names))])
+
+
 def setup_ft(cfg, plm, tokenizer, names, prepared):
     """FT (baseline): every PLM weight trains on one task; loss = L_LM; nothing beyond the checkpoint."""
     plm.requires_grad_(True)
     return Stage(plm, lambda task_idx: None, [([0], [n for n, _ in plm.named_parameters()])])
 
 
-SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "ft": setup_ft}
+SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft}

@@ -37,7 +37,7 @@ def opt(default, help):
 
 @dataclass
 class Config:
-    stage: str = opt("pt", "pt | msf | ist | ft")
+    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft (see stages.py)")
     run: str = opt("runs/default", "run folder: one split and one model; stages write sub-folders")
     model: str = opt("google/t5-base-lm-adapt", "HF T5 name or path (Lester et al. prompt-tune the LM-adapted T5)")
     tokenizer: str = opt("", "tokenizer name or path; empty: the model's")
@@ -45,7 +45,7 @@ class Config:
     tasks_file: str = opt(str(data.HERE / "tasks.txt"), "task table: name, metric, type")
     split: str = opt("random", "a name in splits/ or a split file")
     tasks_from: str = opt("", "comma-separated sections of the split to train; empty: the stage's "
-                              "(pt, ft: all; msf, ist: train)")
+                              "(pt, ft: all; msf, ist: train; reconstruct: all but train)")
     task: str = opt("", "train this one task only (overrides --tasks-from)")
     allow_missing: bool = opt(False, "train on the tasks present when some lack data (listed in results)")
     k: int = opt(16, "the k of <task>_<k>_<seed>_<split>.tsv")
@@ -60,6 +60,8 @@ class Config:
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
     init_from_ist: str = opt("", "pt only: an IST stage folder; start each prompt at Proj_b(z_best)")
+    prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read; "
+                                "empty: <run>/prompts-s<data-seed>")
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
     batch_size: int = opt(8, "rows per task per step (largest of the authors' grid 2/4/8)")
     lr: float = opt(0.0, "peak learning rate; 0: the stage's default (see STAGE_LR)")
@@ -97,6 +99,8 @@ class Config:
         for name in ("warmup", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.stage == "reconstruct" and self.subspace != "msf":
+            raise UserError("--stage reconstruct applies the MSF autoencoder; --subspace random has none")
         if self.init_from_ist and self.stage != "pt":
             raise UserError("--init-from-ist belongs to --stage pt (stage two is prompt tuning)")
 
@@ -105,7 +109,7 @@ class Config:
 # msf and ist were measured on the offline world (unseen-task E_rel at d_I = d*): MSF at 1e-3 for
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
 # prompts too closely); IST at 0.03 / 0.1 / 0.3 gave 0.77 / 0.90 / 0.89.
-STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "ft": 1e-4}
+STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "eval_batch_size", "rows_per_forward", "allow_missing"}
@@ -132,8 +136,8 @@ def select_tasks(cfg, tasks):
             raise data.unknown_task(cfg.task, tasks)
         return [cfg.task]
     sections = data.load_split(cfg.split, tasks)
-    wanted = cfg.tasks_from.split(",") if cfg.tasks_from else (
-        list(sections) if cfg.stage in ("pt", "ft") else ["train"])
+    default = {"pt": list(sections), "ft": list(sections), "reconstruct": [s for s in sections if s != "train"]}
+    wanted = cfg.tasks_from.split(",") if cfg.tasks_from else default.get(cfg.stage, ["train"])
     unknown = [s for s in wanted if s not in sections]
     if unknown:
         raise UserError(f"split {cfg.split!r} has no section {unknown}; it has {list(sections)}")
@@ -171,9 +175,14 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     names = [p["name"] for p in prepared]
     params = dict(stage.module.named_parameters())
     trainable = [p for p in params.values() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     groups = [{"tasks": tasks, "params": pnames, "best": -math.inf, "best_step": 0, "bad_evals": 0,
                "done": False, "steps": 0} for tasks, pnames in stage.groups]
+    if not trainable:                                        # reconstruct: scored as it is
+        dev = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(names)), "dev")
+        for g in groups:
+            g["best"] = sum(dev[k] for k in g["tasks"]) / len(g["tasks"])
+        return finish(cfg, model, tokenizer, stage, prepared, groups, {}, out, note)
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     best = {n: params[n].detach().clone() for g in groups for n in g["params"]}
     step = 0
     ckpt = out / "checkpoint.safetensors"

@@ -89,6 +89,18 @@ def test_pipeline_writes_every_output(pipeline):
 
 
 @pytest.mark.slow
+def test_reconstruct_scores_the_autoencoder_on_stored_prompts_without_training(pipeline, world):
+    """On MSF's own training tasks, reconstruct applies the same best-dev autoencoder to the same
+    prompts as MSF's final test: the known answer is MSF's test column, to the digit."""
+    train.main(args(world, "main", "--stage", "reconstruct", "--tasks-from", "train"))
+    train.main(args(world, "main", "--stage", "reconstruct"))                  # default: the held-out tasks
+    rec, msf = results(pipeline / "reconstruct-d3-s100-train" / "results.tsv"), results(pipeline / "msf-d3" / "results.tsv")
+    assert {t: r["test"] for t, r in rec.items()} == {t: r["test"] for t, r in msf.items()}
+    assert set(results(pipeline / "reconstruct-d3-s100-default" / "results.tsv")) == {"second-word"}
+    assert not (pipeline / "reconstruct-d3-s100-train" / "checkpoint.safetensors").exists()   # nothing trained
+
+
+@pytest.mark.slow
 def test_training_loss_falls(pipeline):
     # A random tiny T5 is hard to steer with 4 prompt vectors (the decoder barely reads the
     # encoder), so PT's fall is small here; the demo's pretrained model shows the real thing.
