@@ -196,10 +196,12 @@ def format_input(task, text, task_tag):
     return f" [{task}] {text}" if task_tag else text
 
 
-def tokenize(tokenizer, texts, max_len):
-    """Token ids with the final </s> kept even when the text is cut (the authors' cut lost it)."""
+def tokenize(tokenizer, texts, max_len, eos=True):
+    """Token ids with the final </s> kept even when the text is cut (the authors' cut lost it).
+    eos=False: none, for a decoder-only PLM's input, which its target continues."""
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [row[:max_len - 1] + [tokenizer.eos_token_id] for row in ids]
+    return [row[:max_len - 1] + [tokenizer.eos_token_id] if eos else row[:max_len] or [tokenizer.eos_token_id]
+            for row in ids]
 
 
 @dataclass

@@ -12,9 +12,14 @@ equations carry no numbers, so each piece here names the one it implements:
   Eq. IST      min_z L_LM(Proj_b(z)), Proj_b and θ_M frozen      -> IntrinsicPrompts
 
 Shapes: B batch rows, T input tokens, L target tokens, V vocabulary, P prompt length,
-H d_model, K tasks, d_I intrinsic dimension, d'_I hidden size of Proj_b.
+H d_model, K tasks, d_I intrinsic dimension, d'_I hidden size of Proj_b, S = longest x;y.
 
-The frozen T5 is always an argument, never a submodule. Every prompt module keeps one
+The paper prompt-tunes an encoder-decoder (T5 here, BART in the authors' code): the prompt is
+prepended to the encoder's input. A decoder-only PLM (Llama, Qwen, GPT-2, …) gets it before the
+input and the target, [P; E(x); E(y)], with the loss on y only; `token_losses` and `generate`
+pick the path from `plm.config.is_encoder_decoder`, and everything after them is the same.
+
+The frozen PLM is always an argument, never a submodule. Every prompt module keeps one
 Parameter per task, so a task that has finished gets grad None and Adam leaves it alone, and
 the rows of one batch may belong to different tasks (the prompt is gathered per row).
 """
@@ -57,13 +62,16 @@ def encode(t5, prompt, input_ids, attention_mask):
     return hidden, attention_mask                                      # (B, P+T, H), (B, P+T)
 
 
-def token_losses(t5, prompt, input_ids, attention_mask, labels, label_smoothing=0.0):
-    """Per-token cross-entropy of the targets, [B, L], 0 where labels == IGNORE.
-    The decoder is untouched: it reads the usual right-shifted labels (Eq. PT)."""
-    encoder_outputs, mask = encode(t5, prompt, input_ids, attention_mask)
-    decoder_input_ids = t5.prepare_decoder_input_ids_from_labels(labels=labels)
-    logits = t5(encoder_outputs=encoder_outputs, attention_mask=mask,
-                decoder_input_ids=decoder_input_ids).logits            # (B, L, V)
+def token_losses(plm, prompt, input_ids, attention_mask, labels, label_smoothing=0.0):
+    """Per-token cross-entropy of the targets, [B, L], 0 where labels == IGNORE (Eq. PT).
+    Encoder-decoder: the decoder is untouched, it reads the usual right-shifted labels."""
+    if not plm.config.is_encoder_decoder:
+        logits = causal_target_logits(plm, prompt, input_ids, attention_mask, labels)
+    else:
+        encoder_outputs, mask = encode(plm, prompt, input_ids, attention_mask)
+        decoder_input_ids = plm.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits = plm(encoder_outputs=encoder_outputs, attention_mask=mask,
+                     decoder_input_ids=decoder_input_ids).logits       # (B, L, V)
     return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
                            reduction="none", label_smoothing=label_smoothing)
 
@@ -78,11 +86,70 @@ def per_task_mean(losses, labels, task_idx, num_tasks):
 
 
 @torch.no_grad()
-def generate(t5, prompt, input_ids, attention_mask, max_new_tokens=32, num_beams=1):
-    """Decode with the prompt prepended; greedy by default (the authors used 4 beams)."""
-    encoder_outputs, mask = encode(t5, prompt, input_ids, attention_mask)
-    return t5.generate(encoder_outputs=encoder_outputs, attention_mask=mask, do_sample=False,
-                       max_new_tokens=max_new_tokens, num_beams=num_beams)
+def generate(plm, prompt, input_ids, attention_mask, max_new_tokens=32, num_beams=1):
+    """Decode with the prompt prepended; greedy by default (the authors used 4 beams).
+    Returns the generated ids (a decoder-only PLM: the new tokens only)."""
+    if not plm.config.is_encoder_decoder:
+        embeds, mask = left_align(*prepend_prompt_causal(plm, prompt, input_ids, attention_mask))
+        return plm.generate(inputs_embeds=embeds, attention_mask=mask, position_ids=positions(mask),
+                            do_sample=False, max_new_tokens=max_new_tokens, num_beams=num_beams)
+    encoder_outputs, mask = encode(plm, prompt, input_ids, attention_mask)
+    return plm.generate(encoder_outputs=encoder_outputs, attention_mask=mask, do_sample=False,
+                        max_new_tokens=max_new_tokens, num_beams=num_beams)
+
+
+# The same on a decoder-only PLM. Rows are right-padded for training ([P; x; y; pad]: a row's
+# pads come after everything it attends to) and left-padded for generation ([pad; P; x], so that
+# every row's next token is at the end); positions count a row's own tokens only. Either way a
+# row's result does not depend on its batch-mates.
+
+def positions(mask):
+    """Position ids that skip padding: 0 at a row's first attended token. mask [B, S] -> [B, S]"""
+    return (mask.cumsum(1) - 1).clamp(min=0)
+
+
+def prepend_prompt_causal(plm, prompt, input_ids, attention_mask):
+    """[P; E(x)] and its mask, right-padded. -> (B, P+T, H), (B, P+T)"""
+    embeds = plm.get_input_embeddings()(input_ids)                     # (B, T, H)
+    if prompt is None:
+        return embeds, attention_mask
+    return prepend_prompt(prompt, embeds, attention_mask)
+
+
+def join_targets(input_ids, attention_mask, labels, pad_id=0):
+    """Each row's x followed by its y, right-padded: -> ids (B, S), mask (B, S), lengths of x (B,)."""
+    lx, ly = attention_mask.sum(1), (labels != IGNORE).sum(1)          # (B,), (B,)
+    pos = torch.arange(int((lx + ly).max()), device=labels.device)[None]   # (1, S)
+    in_x, in_y = pos < lx[:, None], (pos >= lx[:, None]) & (pos < (lx + ly)[:, None])
+    x = input_ids.gather(1, pos.clamp(max=input_ids.size(1) - 1).expand(len(lx), -1))
+    y = labels.clamp(min=0).gather(1, (pos - lx[:, None]).clamp(0, labels.size(1) - 1))
+    ids = torch.where(in_x, x, torch.where(in_y, y, torch.full_like(x, pad_id)))
+    return ids, (in_x | in_y).long(), lx
+
+
+def causal_target_logits(plm, prompt, input_ids, attention_mask, labels):
+    """Logits that predict each target token of [P; x; y]: (B, L, V). The LM head runs on those
+    positions only (a real vocabulary makes logits for every position the largest tensor)."""
+    ids, mask, lx = join_targets(input_ids, attention_mask, labels)
+    embeds, mask = prepend_prompt_causal(plm, prompt, ids, mask)
+    hidden = plm.base_model(inputs_embeds=embeds, attention_mask=mask,
+                            position_ids=positions(mask)).last_hidden_state     # (B, P+S, H)
+    P = embeds.size(1) - ids.size(1)
+    before = P + lx[:, None] - 1 + torch.arange(labels.size(1), device=labels.device)[None]  # (B, L)
+    before = before.clamp(max=hidden.size(1) - 1)                      # IGNORE columns: any position
+    picked = hidden.gather(1, before[..., None].expand(-1, -1, hidden.size(-1)))           # (B, L, H)
+    return plm.get_output_embeddings()(picked)                         # (B, L, V)
+
+
+def left_align(embeds, mask):
+    """Move each row's padding from the end to the front. (B, S, H), (B, S) -> the same shapes."""
+    S = mask.size(1)
+    shift = (S - mask.sum(1))[:, None]                                 # pads of each row, (B, 1)
+    src = (torch.arange(S, device=mask.device)[None] - shift)          # where position j comes from
+    keep = src >= 0
+    src = src.clamp(min=0)
+    embeds = embeds.gather(1, src[..., None].expand(-1, -1, embeds.size(-1))) * keep[..., None]
+    return embeds, mask.gather(1, src) * keep
 
 
 # Prompt initialisations. The authors draw N(0, 0.02²) (their code says sampled vocabulary did

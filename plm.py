@@ -1,9 +1,11 @@
 """
 The frozen pretrained language model: which one, how it is loaded, and how its answers are read.
 
-`--model` is any Hugging Face T5 name or a folder saved with `save_pretrained`. Its config is
-read first (cheap), so that every check that needs only the model's sizes runs before the
-weights load; on a real T5 the load takes a minute, a mistake found after it costs that minute.
+`--model` is any Hugging Face name or folder saved with `save_pretrained`: an encoder-decoder (T5,
+the paper's kind) or a decoder-only causal LM (Llama, Qwen, GPT-2 …); `config.is_encoder_decoder`
+says which, and ipt.py takes the matching path. Its config is read first (cheap), so that every
+check that needs only the model's sizes runs before the weights load; on a real model the load
+takes a minute, a mistake found after it costs that minute.
 """
 from pathlib import Path
 
@@ -47,21 +49,21 @@ def model_config(cfg):
         config = AutoConfig.from_pretrained(cfg.model)
     except (OSError, ValueError) as e:
         raise _cannot_load(cfg, e) from e
-    if not config.is_encoder_decoder:
-        raise data.UserError(f"--model {cfg.model!r} is a {config.model_type} decoder-only model; "
-                             "this version prompt-tunes encoder-decoder models (T5)")
     return config
 
 
 def load(cfg, device):
     """-> (frozen model on `device`, tokenizer)."""
-    from transformers import AutoTokenizer, T5ForConditionalGeneration
-    model_config(cfg)                                        # a missing folder or wrong kind, said plainly
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    kind = AutoModelForSeq2SeqLM if model_config(cfg).is_encoder_decoder else AutoModelForCausalLM
     try:
-        model = T5ForConditionalGeneration.from_pretrained(cfg.model)
+        model = kind.from_pretrained(cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
     except (OSError, ValueError) as e:
         raise _cannot_load(cfg, e) from e
+    if tokenizer.pad_token_id is None:                       # causal LMs often have none; any id will do,
+        tokenizer.pad_token = tokenizer.eos_token            # padding is masked out
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     return ipt.freeze(model.to(device)), tokenizer
 
 

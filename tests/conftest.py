@@ -26,3 +26,19 @@ def tiny_t5(seed=0, vocab=VOCAB, d_model=H):
 def t5():
     from ipt import freeze
     return freeze(tiny_t5())
+
+
+def tiny_llama(seed=0, vocab=VOCAB, hidden=H):
+    """A tiny random decoder-only model (Llama architecture, as SmolLM2)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=32,
+                                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                        max_position_embeddings=128, pad_token_id=0, eos_token_id=1,
+                                        bos_token_id=2, tie_word_embeddings=False))
+
+
+@pytest.fixture(scope="module")
+def llama():
+    from ipt import freeze
+    return freeze(tiny_llama())

@@ -6,6 +6,7 @@ loads make loading its weights fail loudly (`no_model`)."""
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -41,7 +42,7 @@ def fails(argv, match):
     assert isinstance(e.value.code, str), e.value.code                 # a message, not argparse's exit 2
     text = e.value.code
     assert text.startswith("error: ") and "Traceback" not in text
-    assert __import__("re").search(match, text, __import__("re").S), text
+    assert re.search(match, text, re.S), text
     return text
 
 
@@ -72,7 +73,7 @@ BAD_OPTIONS = [
     (["--clip", "-1"], r"--clip must be a number ≥ 0"),
     (["--warmup", "1.5"], r"--warmup must be in \[0, 1\), got 1.5"),
     (["--label-smoothing", "-0.1"], r"--label-smoothing must be in \[0, 1\)"),
-    (["--stage", "pq"], r"unknown --stage 'pq': choose pt, msf, ist, ft"),
+    (["--stage", "pq"], r"unknown --stage 'pq': choose pt, msf, ist, reconstruct, ft"),
     (["--subspace", "pca"], r"unknown --subspace 'pca': choose msf, random"),
     (["--z-init", "ones"], r"unknown --z-init 'ones': choose normal, zeros, mean"),
     (["--prompt-init", "text"], r"unknown --prompt-init 'text'"),
