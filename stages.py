@@ -141,7 +141,7 @@ def per_task_groups(names, prefix):
 
 def setup_pt(cfg, plm, tokenizer, names, prepared, ist_solution=None):
     """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt."""
-    emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.d_model
+    emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.hidden_size
     gs = [data.task_generator(cfg.seed, n) for n in names]
     if ist_solution:                                          # §4.3: start from the IST solution
         z, ae = ist_solution
@@ -189,7 +189,7 @@ def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None
     Without an autoencoder: an untrained Proj_b of the same shape, the random-subspace baseline."""
     if autoencoder is None:
         torch.manual_seed(cfg.seed)
-        autoencoder = ipt.PromptAutoencoder(cfg.prompt_len, plm.config.d_model, cfg.intrinsic_dim,
+        autoencoder = ipt.PromptAutoencoder(cfg.prompt_len, plm.config.hidden_size, cfg.intrinsic_dim,
                                             cfg.ae_hidden or None)
     z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, data.task_generator(cfg.seed, n), codes)[0] for n in names]
     module = ipt.IntrinsicPrompts(autoencoder, torch.stack(z))

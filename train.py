@@ -144,15 +144,16 @@ def select_tasks(cfg, tasks):
     return list(dict.fromkeys(t for s in wanted for t in sections[s]))
 
 
-def prepare(cfg, names, tasks, tokenizer):
-    """Tokenised rows of every task: train (one row per reference), dev and test (input, references)."""
+def prepare(cfg, names, tasks, tokenizer, causal=False):
+    """Tokenised rows of every task: train (one row per reference), dev and test (input, references).
+    causal: a decoder-only PLM, whose input has no </s> (the target follows it)."""
     prepared = []
     for name in names:
         split = data.load_task_data(cfg.data_dir, name, cfg.k, cfg.data_seed)
         if cfg.max_test:
             split["test"] = split["test"][:cfg.max_test]
         enc = lambda exs: data.tokenize(tokenizer, [data.format_input(name, e.input, cfg.task_tag) for e in exs],
-                                        cfg.max_input_len)
+                                        cfg.max_input_len, eos=not causal)
         train_in, pairs = enc(split["train"]), [(i, r) for i, e in enumerate(split["train"]) for r in e.references]
         targets = data.tokenize(tokenizer, [r for _, r in pairs], cfg.max_target_len)
         prepared.append({"name": name, "metric": tasks[name].metric,
@@ -342,9 +343,10 @@ def run(cfg):
         jobs = [(job_out, job_names) for job_out, job_names in jobs if not finished(cfg, job_out, job_names, fingerprints)]
         if not jobs:
             return out
-        inputs = stages.read_inputs(cfg, names, lambda: plm.model_config(cfg).d_model)
+        inputs = stages.read_inputs(cfg, names, lambda: plm.model_config(cfg).hidden_size)
         model, tokenizer = plm.load(cfg, device)
-        prepared = {p["name"]: p for p in prepare(cfg, names, tasks, tokenizer)}
+        causal = not model.config.is_encoder_decoder
+        prepared = {p["name"]: p for p in prepare(cfg, names, tasks, tokenizer, causal)}
         for i, (job_out, job_names) in enumerate(jobs):
             if i and cfg.stage == "ft":                        # fine-tuning changed it: start from a fresh copy
                 model, tokenizer = plm.load(cfg, device)

@@ -136,7 +136,7 @@ def test_ist_checks_its_subspace_before_loading_the_model(world, no_model):
 
 
 def test_msf_checks_its_prompts_before_loading_the_model(world, no_model):
-    fails(args(world, "empty", "--stage", "msf"), r"MSF needs the PT prompt of every training task; 3 missing")
+    fails(args(world, "empty", "--stage", "msf"), r"msf needs the PT prompt of every task it reads; 3 missing")
 
 
 def damage(path, how):

@@ -169,7 +169,7 @@ def test_a_task_trains_the_same_alone_or_with_others(world):
 @pytest.mark.slow
 def test_msf_refuses_a_split_with_missing_prompts(world, capsys):
     train.main(args(world, "partial", "--stage", "pt", "--task", "first-word"))
-    with pytest.raises(SystemExit, match=r"MSF needs the PT prompt.*1 missing.*last-word|has-cat"):
+    with pytest.raises(SystemExit, match=r"msf needs the PT prompt.*1 missing.*last-word|has-cat"):
         train.main(args(world, "partial", "--stage", "msf"))
 
 
@@ -295,3 +295,27 @@ def test_fine_tuning_gives_each_task_a_fresh_t5(world, monkeypatch):
     assert len(loads) == 3
     for task in ("first-word", "last-word", "has-cat"):
         assert (world / "runs" / "ft3" / "ft-s100-train" / task / "results.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_every_stage_runs_on_a_decoder_only_model(world, tmp_path):
+    """train.py picks the decoder-only path from the model's config: pt, msf, ist (seen and
+    unseen), reconstruct, stage two and fine-tuning all run on a tiny Llama."""
+    from conftest import tiny_llama
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(world / "model")
+    tiny_llama(seed=5, vocab=len(tokenizer)).save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+    run = lambda *extra: train.main([*args(world, "llama", *extra, steps=20), "--model", str(tmp_path / "llama")])
+    run("--stage", "pt")
+    run("--stage", "msf")
+    run("--stage", "ist", "--tasks-from", "train,test")
+    run("--stage", "reconstruct")
+    run("--stage", "pt", "--tasks-from", "test", "--init-from-ist", str(world / "runs" / "llama" / "ist-d3-s100-train+test"))
+    run("--stage", "ft", "--task", "has-cat", "--lr", "0.01")
+    out = world / "runs" / "llama"
+    assert set(results(out / "ist-d3-s100-train+test" / "results.tsv")) == set(TASKS)
+    assert set(results(out / "reconstruct-d3-s100-default" / "results.tsv")) == {"second-word"}
+    assert checkpoint.load(out / "prompts-s100" / "has-cat.safetensors")[0]["prompt"].shape == (4, 16)
+    ft_log = metrics(out / "ft-s100-has-cat" / "has-cat" / "metrics.jsonl")  # a random model moves when it all trains
+    assert ft_log[-1]["loss"] < ft_log[0]["loss"]
