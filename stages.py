@@ -8,6 +8,8 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   reconstruct §4.1  nothing trains: the MSF autoencoder applied to tasks' own PT prompts, scored
         (T_test(MSF) on held-out tasks: how well it reconstructs prompts it never saw)
   ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
+  did         the intrinsic-dimension baseline (did.py): d numbers projected onto every PLM weight
+              by Fastfood; one task at a time, like ft
   pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
 
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
@@ -20,6 +22,7 @@ import torch
 
 import checkpoint
 import data
+import did
 import ipt
 from data import UserError
 
@@ -30,6 +33,8 @@ def stage_dir(cfg):
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
     if cfg.stage == "msf":
         return run / f"msf-d{cfg.intrinsic_dim}"
+    if cfg.stage == "did":
+        return run / f"did-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
     if cfg.stage == "reconstruct":
         return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
     if cfg.stage == "ist":
@@ -212,4 +217,12 @@ def setup_ft(cfg, plm, tokenizer, names, prepared):
     return Stage(plm, lambda task_idx: None, [([0], [n for n, _ in plm.named_parameters()])])
 
 
-SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft}
+def setup_did(cfg, plm, tokenizer, names, prepared):
+    """DID (baseline): z (d_I numbers) trains; every PLM weight is θ_0 + P z; loss = L_LM."""
+    module = did.IntrinsicWeights(plm, cfg.intrinsic_dim, cfg.seed)
+    return Stage(module, lambda task_idx: None, [([0], ["z"])])
+
+
+SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft,
+          "did": setup_did}
+PER_TASK = ("ft", "did")               # stages that change the PLM: one task, one fresh PLM

@@ -37,7 +37,7 @@ def opt(default, help):
 
 @dataclass
 class Config:
-    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft (see stages.py)")
+    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft | did (see stages.py)")
     run: str = opt("runs/default", "run folder: one split and one model; stages write sub-folders")
     model: str = opt("google/t5-base-lm-adapt", "HF T5 name or path (Lester et al. prompt-tune the LM-adapted T5)")
     tokenizer: str = opt("", "tokenizer name or path; empty: the model's")
@@ -109,7 +109,7 @@ class Config:
 # msf and ist were measured on the offline world (unseen-task E_rel at d_I = d*): MSF at 1e-3 for
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
 # prompts too closely); IST at 0.03 / 0.1 / 0.3 gave 0.77 / 0.90 / 0.89.
-STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4}
+STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 1e-2}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "eval_batch_size", "rows_per_forward", "allow_missing"}
@@ -136,7 +136,8 @@ def select_tasks(cfg, tasks):
             raise data.unknown_task(cfg.task, tasks)
         return [cfg.task]
     sections = data.load_split(cfg.split, tasks)
-    default = {"pt": list(sections), "ft": list(sections), "reconstruct": [s for s in sections if s != "train"]}
+    default = {"pt": list(sections), "ft": list(sections), "did": list(sections),
+               "reconstruct": [s for s in sections if s != "train"]}
     wanted = cfg.tasks_from.split(",") if cfg.tasks_from else default.get(cfg.stage, ["train"])
     unknown = [s for s in wanted if s not in sections]
     if unknown:
@@ -337,8 +338,8 @@ def run(cfg):
     out = stages.stage_dir(cfg)
     fingerprints = {n: data.fingerprint(cfg.data_dir, n, cfg.k, cfg.data_seed) for n in names}
     note = f"# missing (no data, not trained): {', '.join(missing)}" if missing else ""
-    # fine-tuning needs a fresh PLM per task; every other stage trains all its tasks in one loop
-    jobs = [(out / n, [n]) for n in names] if cfg.stage == "ft" else [(out, names)]
+    # ft and did change the PLM: a fresh one per task; every other stage trains its tasks in one loop
+    jobs = [(out / n, [n]) for n in names] if cfg.stage in stages.PER_TASK else [(out, names)]
     with checkpoint.Lock(out):
         jobs = [(job_out, job_names) for job_out, job_names in jobs if not finished(cfg, job_out, job_names, fingerprints)]
         if not jobs:
@@ -348,7 +349,7 @@ def run(cfg):
         causal = not model.config.is_encoder_decoder
         prepared = {p["name"]: p for p in prepare(cfg, names, tasks, tokenizer, causal)}
         for i, (job_out, job_names) in enumerate(jobs):
-            if i and cfg.stage == "ft":                        # fine-tuning changed it: start from a fresh copy
+            if i and cfg.stage in stages.PER_TASK:             # the last task changed it: a fresh copy
                 model, tokenizer = plm.load(cfg, device)
             job_out.mkdir(parents=True, exist_ok=True)
             checkpoint.write_text(job_out / "config.json", json.dumps(

@@ -192,6 +192,17 @@ def test_ist_single_task_random_subspace_and_stage_two(pipeline, world):
 
 
 @pytest.mark.slow
+def test_did_baseline_trains_only_its_numbers_one_task_at_a_time(world):
+    train.main(args(world, "did", "--stage", "did", "--tasks-from", "train", "--steps", "20", "--lr", "0.2"))
+    out = world / "runs" / "did" / "did-d3-s100-train"
+    for task in ("first-word", "last-word", "has-cat"):
+        tensors, _ = checkpoint.load(out / task / "checkpoint.safetensors")
+        assert set(n for n in tensors if n.startswith("param.")) == {"param.z"} and tensors["param.z"].shape == (3,)
+        log = metrics(out / task / "metrics.jsonl")
+        assert log[-1]["loss"] < log[0]["loss"]
+
+
+@pytest.mark.slow
 def test_full_fine_tuning_baseline(world):
     train.main(args(world, "ft", "--stage", "ft", "--task", "first-word", "--steps", "20", "--lr", "0.01"))
     out = world / "runs" / "ft" / "ft-s100-first-word" / "first-word"
