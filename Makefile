@@ -9,8 +9,12 @@ DIM   ?= 5
 comma := ,
 ARGS  ?=
 TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN) $(ARGS)
+# make paper: the offline world unless DATA (and MODEL) are given on the command line
+given  = $(filter command line environment,$(origin $(1)))
+PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
+         $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN))
 
-.PHONY: test test-fast demo pt msf ist bench check
+.PHONY: test test-fast demo paper pt msf ist bench check
 
 $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
@@ -24,8 +28,11 @@ test: $(VENV)          ## the whole suite, slow end-to-end tests included (what 
 test-fast: $(VENV)     ## leave out the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow"
 
-demo: $(VENV)          ## the whole pipeline on the offline world: runs/demo/report.md and e_rel.png
-	$(PY) demo.py
+demo: $(VENV)          ## the random split of the paper on the offline world: runs/demo/report.md
+	$(PY) experiments.py --demo
+
+paper: $(VENV)         ## Fig. 3-4 and Tables 2-3, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
+	$(PAPER)
 
 check: $(VENV)         ## which tasks of SPLIT have data in DATA
 	$(PY) data.py check --data-dir $(DATA) --split $(SPLIT)

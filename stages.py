@@ -27,22 +27,25 @@ import ipt
 from data import UserError
 
 
+DEFAULT_SEED = 42
+
+
 def stage_dir(cfg):
-    """runs/<run>/<stage>-…: one folder per stage, subspace and task selection."""
+    """runs/<run>/<stage>-…: one folder per stage, subspace, task selection and (when not the
+    default 42) initialisation seed, so that repeated runs under other seeds sit side by side."""
     run = Path(cfg.run)
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
+    seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
     if cfg.stage == "msf":
-        return run / f"msf-d{cfg.intrinsic_dim}"
-    if cfg.stage == "did":
-        return run / f"did-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
-    if cfg.stage == "reconstruct":
-        return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
+        return run / f"msf-d{cfg.intrinsic_dim}{seed}"
+    if cfg.stage in ("did", "reconstruct"):
+        return run / f"{cfg.stage}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
     if cfg.stage == "ist":
         kind = "ist" if cfg.subspace == "msf" else "ist-random"
-        return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}"
+        return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
     if cfg.init_from_ist:
-        return run / f"pt-from-{Path(cfg.init_from_ist).name}"
-    return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}"
+        return run / f"pt-from-{Path(cfg.init_from_ist).name}{seed}"
+    return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}{seed}"
 
 
 def prompt_store(cfg):

@@ -50,7 +50,8 @@ class Config:
     allow_missing: bool = opt(False, "train on the tasks present when some lack data (listed in results)")
     k: int = opt(16, "the k of <task>_<k>_<seed>_<split>.tsv")
     data_seed: int = opt(100, "which of CrossFit's samples (100, 13, 21, 42, 87); the authors' PT and MSF use 100")
-    seed: int = opt(42, "initialisation seed (the authors' default)")
+    seed: int = opt(stages.DEFAULT_SEED, "initialisation and batch-order seed (the authors' 42); another seed "
+                                         "writes to its own stage folders (…-seed<N>)")
     prompt_len: int = opt(100, "P, soft prompt length (the authors' n and Lester's default)")
     prompt_init: str = opt("normal", "normal: N(0, 0.02²) as the authors | vocab: sampled vocabulary | "
                                      "labels: class labels, then vocabulary (Lester)")

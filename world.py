@@ -1,19 +1,35 @@
 """
 An offline task world with a planted intrinsic dimension, and a "pretrained" tiny T5 for it.
 
-No pretrained T5 can be downloaded here, so the demo builds a world where the answer is known.
+No pretrained T5 can be downloaded here, so the demo builds a world where the answers are known.
 Items are nonce words, each with a hidden feature vector f(w) ∈ R^{d*}. A task is (type, θ) with
-θ ∈ R^{d*}; the type shows in the input's form, so all a task's adaptation must supply is θ:
-d* numbers, the planted intrinsic dimension.
+θ ∈ R^{d*}; both types ask which item lies nearest to θ, i.e. the highest score
+θ·f(w) − ½‖f(w)‖² (one attention logit):
 
-  pick  (non-cls, EM)   "pick: w1 w2 w3 w4 w5" -> the item scoring highest along θ (argmax θ·f(w))
-  sign  (cls, ACC)      "item: w"              -> "yes" if θ·f(w) > 0 else "no"
+  pick    (non-cls, EM)   "pick: w1 w2 w3 w4 w5" -> the item nearest to θ
+  colour  (cls, ACC)      "colour: w1 … w5"      -> the colour of the item nearest to θ; every item
+                                                    has one of five colours, and an input shows one
+                                                    item of each
 
-Both are what attention computes directly (θ as a query over items; θ·f(w) as an attention logit).
+The answer depends on all of θ, its length included. (An earlier world used argmax θ·f and
+sign θ·f: those ignore θ's length, so a task was only a direction, one number fewer, and IST
+at d_I = d* − 1 did as well as at d*. A cls type answering "first" or "second" of two items
+was not learnt at all: it needs positions, which T5's cross-attention does not see. With two
+colours and any three items, a prompt that knew nothing of θ still named the right colour
+three times in four: the random subspace reached 0.95 of PT; with three colours, 0.8.)
+
 The "pretrained" model is a tiny T5 trained on a fresh (type, θ) every example with the task given
-explicitly: P conditioning vectors, a linear map of θ, prepended like a prompt. Like a real PLM
-it then does any task of the family when conditioned right, and prompt tuning has to find that
-conditioning from K examples. Everything is deterministic from WorldConfig and cached.
+explicitly: P conditioning vectors, a linear map of θ of the type's own, prepended like a prompt.
+Like a real PLM it then does any task of the family when conditioned right, and prompt tuning has
+to find that conditioning from K examples. What each experiment should show follows from that:
+
+  - a kind's ideal prompts fill a d*-dimensional subspace: IST has its knee at d*;
+  - the two kinds' subspaces differ, so a subspace found on one kind fails the other (T_test^out);
+  - the random split, trained on both, needs d* too, not the union 2·d*: each kind reads only its
+    own directions of the prompt, so one code z sets both kinds' θ at once (measured: knee at 3);
+  - a kind's tasks come in categories (clusters of θ), which Fig. 4's PCA should separate.
+
+Everything is deterministic from WorldConfig and cached.
 
     python world.py [--root cache/world]      # build (or reuse) and print the pretraining report
 """
@@ -34,27 +50,32 @@ import checkpoint
 import data
 import ipt
 
-TYPES = ("pick", "sign")
-METRIC = {"pick": "EM", "sign": "ACC"}
-KIND = {"pick": "noncls", "sign": "cls"}
+TYPES = ("pick", "colour")
+METRIC = {"pick": "EM", "colour": "ACC"}
+KIND = {"pick": "noncls", "colour": "cls"}
+SHOWN = {"pick": 5, "colour": 5}                # items in one input
+COLOURS = ("red", "green", "blue", "white", "black")
+CATEGORIES = ("A", "B")                         # θ clusters within each type, centred at ±c
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    version: int = 2                  # bump when the generator changes: it is part of the cache key
+    version: int = 6                  # bump when the generator changes: it is part of the cache key
     seed: int = 0
-    dim: int = 4                      # d*, the planted intrinsic dimension of θ
-    items: int = 160                  # nonce words; sign tasks need 32 per class for train + dev
-    pick_size: int = 5                # items shown per pick example
-    tasks_per_type: int = 20          # world tasks of each type (train and unseen together)
-    unseen_per_type: int = 5          # of those, held out of MSF (the random split's test side)
+    dim: int = 3                      # d*, the planted intrinsic dimension of one kind
+    items: int = 160                  # nonce words
+    tasks_per_type: int = 24          # world tasks of each type (train and unseen together)
+    unseen_per_type: int = 8          # of those, held out of MSF (the random split's test side)
     test_examples: int = 100
+    category_spread: float = 1.0      # θ = centre of its category (|centre| = 1) + spread · N(0, I): the
+                                      # spread keeps every θ direction in play (centres 1.5, spread 0.8: IST
+                                      # at d_I = 1 already did as well as at d*)
     prompt_len: int = 4               # P of the conditioning the model is pretrained with
     d_model: int = 128
     layers: int = 3                   # encoder; the decoder has 2
-    pretrain_steps: int = 5000          # unseen-θ accuracy, pick / sign: 0.89 / 0.95 at 4000, 0.92 / 0.96 at 5000
+    pretrain_steps: int = 5000
     pretrain_batch: int = 64
-    pretrain_lr: float = 1e-3         # 2e-3 and 3e-3 trained worse (pick 0.56, 0.37 at 3000 steps)
+    pretrain_lr: float = 1e-3         # 2e-3 and 3e-3 trained worse (world v2: pick 0.56, 0.37 at 3000 steps)
 
     def key(self):
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -67,63 +88,83 @@ def item_names(n):
 
 
 class World:
-    """Items, their features, and example generators for any (type, θ)."""
+    """Items, their features, the tasks, and example generators for any (type, θ)."""
 
     def __init__(self, cfg):
         self.cfg = cfg
         g = torch.Generator().manual_seed(cfg.seed)
         self.items = item_names(cfg.items)
         self.features = torch.randn(cfg.items, cfg.dim, generator=g)            # f(w), (N_items, d*)
-        self.thetas = torch.randn(len(TYPES) * cfg.tasks_per_type, cfg.dim, generator=g)
-        self.tasks = [(f"{t}-{i:02d}", t, self.thetas[j * cfg.tasks_per_type + i])
-                      for j, t in enumerate(TYPES) for i in range(cfg.tasks_per_type)]
+        self.colour = torch.randint(len(COLOURS), (cfg.items,), generator=g)     # a fixed property of w
+        centre = torch.randn(len(TYPES), cfg.dim, generator=g)
+        centre = centre / centre.norm(dim=-1, keepdim=True)
+        self.centres = torch.stack([centre, -centre], 1)                       # a type's categories: ±c, |c| = 1
+        self.tasks = []                                                       # (name, type, category, θ)
+        for j, kind in enumerate(TYPES):
+            for i in range(cfg.tasks_per_type):
+                c = i % len(CATEGORIES)
+                theta = self.centres[j, c] + cfg.category_spread * torch.randn(cfg.dim, generator=g)
+                self.tasks.append((f"{kind}-{i:02d}", kind, CATEGORIES[c], theta))
+
+    def score(self, theta, items):
+        """Nearness to θ: θ·f(w) − ½‖f(w)‖² (= −½‖f(w) − θ‖² up to a constant). items (n,) -> (n,)"""
+        f = self.features[items]
+        return f @ theta - 0.5 * (f * f).sum(-1)
 
     def example(self, kind, theta, g, items=None):
         """One (input, target) of task (kind, θ); `items` restricts which items may appear."""
         pool = torch.arange(self.cfg.items) if items is None else items
-        if kind == "pick":
-            shown = pool[torch.randperm(len(pool), generator=g)[:self.cfg.pick_size]]
-            best = shown[(self.features[shown] @ theta).argmax()]
-            return "pick: " + " ".join(self.items[i] for i in shown), self.items[best]
-        w = pool[torch.randint(len(pool), (1,), generator=g)].item()
-        return f"item: {self.items[w]}", "yes" if self.features[w] @ theta > 0 else "no"
+        if kind == "colour":                                  # one item of each colour, in random order
+            shown = torch.stack([pool[self.colour[pool] == c][torch.randint(int((self.colour[pool] == c).sum()), (1,),
+                                 generator=g)] for c in range(len(COLOURS))]).view(-1)
+            shown = shown[torch.randperm(len(shown), generator=g)]
+        else:
+            shown = pool[torch.randperm(len(pool), generator=g)[:SHOWN[kind]]]
+        best = shown[self.score(theta, shown).argmax()]
+        answer = self.items[best] if kind == "pick" else COLOURS[self.colour[best]]
+        return f"{kind}: " + " ".join(self.items[i] for i in shown), answer
 
     def k_shot(self, kind, theta, g, items, k):
-        """CrossFit's K-shot train and dev sets, disjoint: 2k examples each for pick, k per label for sign."""
-        if kind == "pick":
-            both = [self.example(kind, theta, g, items) for _ in range(4 * k)]
-            return both[:2 * k], both[2 * k:]
-        scores = self.features[items] @ theta
-        train, dev = [], []
-        for label, side in (("yes", items[scores > 0]), ("no", items[scores <= 0])):
-            chosen = side[torch.randperm(len(side), generator=g)[:2 * k]].tolist()
-            train += [(f"item: {self.items[w]}", label) for w in chosen[:k]]
-            dev += [(f"item: {self.items[w]}", label) for w in chosen[k:]]
-        return train, dev
+        """CrossFit's K-shot train and dev sets, no input in both: 2k examples each for pick
+        (non-cls), k per label for colour (cls)."""
+        wanted = {None: 2 * k} if kind == "pick" else {c: k for c in COLOURS}
+        sets, seen = [], set()
+        for _ in range(2):
+            need, examples = dict(wanted), []
+            while any(need.values()):
+                x, y = self.example(kind, theta, g, items)
+                label = None if kind == "pick" else y
+                if need[label] and x not in seen:
+                    need[label] -= 1
+                    seen.add(x)
+                    examples.append((x, y))
+            sets.append(examples)
+        return sets
 
     def text(self):
         """Text covering the vocabulary, for the tokenizer."""
-        return [f"pick: {w} item: {w} yes no" for w in self.items] * 4
+        return [f"pick: {w} colour: {w} {' '.join(COLOURS)}" for w in self.items] * 4
 
     def whole_words(self):
         """Single pieces for the tokenizer: the items and the fixed words, each with its leading
         space ("▁"), so that a word is one token."""
-        return ["▁" + w for w in self.items + ["pick", "item", "yes", "no"]]
+        return ["▁" + w for w in self.items + ["pick", "colour", *COLOURS]]
 
 
 class Conditioner(nn.Module):
-    """The pretraining-time task description: θ -> P vectors (P, H), one linear map.
-    The type needs no slot: "pick:" and "item:" inputs already say it. So every task's ideal
-    prompt lies in one d*-dimensional linear subspace of R^{P·H}: the planted intrinsic dimension.
-    (An earlier world also fed a one-hot type; its unseen-task E_rel kept rising past d_I = d*.)"""
+    """The pretraining-time task description: θ -> P vectors (P, H), a linear map of each type's
+    own. So a kind's ideal prompts lie in a d*-dimensional linear subspace of R^{P·H}, the two
+    kinds' subspaces differ, and both together span 2·d* dimensions."""
 
     def __init__(self, dim, prompt_len, d_model):
         super().__init__()
         self.P, self.H = prompt_len, d_model
-        self.linear = nn.Linear(dim, prompt_len * d_model)
+        self.maps = nn.ModuleDict({t: nn.Linear(dim, prompt_len * d_model) for t in TYPES})
 
-    def forward(self, thetas):                                               # (B, d*) -> (B, P, H)
-        return self.linear(thetas).view(-1, self.P, self.H)
+    def forward(self, thetas, kinds):                                        # (B, d*), [B] -> (B, P, H)
+        every = torch.stack([self.maps[t](thetas) for t in TYPES], 1)          # (B, types, P·H)
+        out = every[torch.arange(len(kinds)), torch.tensor([TYPES.index(k) for k in kinds])]
+        return out.view(-1, self.P, self.H)
 
 
 def build(cfg=WorldConfig(), root=None):
@@ -138,38 +179,46 @@ def build(cfg=WorldConfig(), root=None):
     tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model", whole_words=world.whole_words())
     report = pretrain(world, tokenizer, tmp)
     (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
-                                                "thetas": {n: th.tolist() for n, _, th in world.tasks}}, indent=1))
+                                                "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
+                                                          for n, k, c, th in world.tasks}}, indent=1))
     shutil.rmtree(root, ignore_errors=True)
     tmp.replace(root)
     return root
 
 
 def write_tasks(world, root):
-    """The world in CrossFit's layout: data/, tasks.txt and splits/ (random, cls, non-cls)."""
+    """The world in CrossFit's layout: data/ (K = 16 and the 2K = 32 files), tasks.txt and
+    splits/ (random, cls, non-cls, and random_25 … random_75 for the number-of-tasks ablation)."""
     cfg = world.cfg
     g = torch.Generator().manual_seed(cfg.seed + 1)
     lines = ["task\tmetric\ttype\tontology\tshots\trandom_split"]
     sections = {"train": [], "test": []}
-    for name, kind, theta in world.tasks:
+    for name, kind, category, theta in world.tasks:
         test_items = torch.randperm(cfg.items, generator=g)                  # 40% of items only in test
         cut = int(0.4 * cfg.items)
         held, pool = test_items[:cut], test_items[cut:]
         test = [world.example(kind, theta, g, held) for _ in range(cfg.test_examples)]
         for seed in data.SEEDS:                                              # one test set for every seed
-            train, dev = world.k_shot(kind, theta, torch.Generator().manual_seed(hash_seed(name, seed)), pool, 16)
-            for split, examples in (("train", train), ("dev", dev), ("test", test)):
-                write_file(data.task_file(root / "data", name, split, seed=seed), examples)
+            for k in (16, 32):
+                train, dev = world.k_shot(kind, theta, torch.Generator().manual_seed(hash_seed(f"{name}/{k}", seed)),
+                                          pool, k)
+                for split, examples in (("train", train), ("dev", dev), ("test", test)):
+                    write_file(data.task_file(root / "data", name, split, k, seed), examples)
         side = "test" if int(name[-2:]) >= cfg.tasks_per_type - cfg.unseen_per_type else "train"
         sections[side].append(name)
-        lines.append(f"{name}\t{METRIC[kind]}\t{KIND[kind]}\tworld/{kind}\t{'16/class' if kind == 'sign' else '32'}\t{side}")
+        lines.append(f"{name}\t{METRIC[kind]}\t{KIND[kind]}\t{KIND[kind]}/{kind}-{category}\t"
+                     f"{'16/class' if kind == 'colour' else '32'}\t{side}")
     (root / "tasks.txt").write_text("\n".join(lines) + "\n")
     (root / "splits").mkdir()
     by_type = lambda side, kind: [n for n in sections[side] if n.startswith(kind)]
     split_files = {"random": {"train": sections["train"], "test": sections["test"]},
-                   "cls": {"train": by_type("train", "sign"), "test_in": by_type("test", "sign"),
+                   "cls": {"train": by_type("train", "colour"), "test_in": by_type("test", "colour"),
                            "test_out": by_type("test", "pick")},
                    "non-cls": {"train": by_type("train", "pick"), "test_in": by_type("test", "pick"),
-                               "test_out": by_type("test", "sign")}}
+                               "test_out": by_type("test", "colour")}}
+    shuffled = [sections["train"][i] for i in torch.randperm(len(sections["train"]), generator=g).tolist()]
+    for pct in (25, 50, 75):                                  # nested fractions of the training tasks
+        split_files[f"random_{pct}"] = {"train": shuffled[:len(shuffled) * pct // 100], "test": sections["test"]}
     for split, secs in split_files.items():
         (root / "splits" / f"{split}.txt").write_text("".join(f"[{s}]\n" + "".join(t + "\n" for t in ts)
                                                               for s, ts in secs.items()))
@@ -193,10 +242,13 @@ def tiny_t5(vocab_size, d_model, layers):
         decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
 
 
-def sample_batch(world, tokenizer, g, n):
-    """n examples of fresh random tasks -> (Batch, thetas (n, d*), kinds, (input, target) pairs)."""
-    kinds = [TYPES[i] for i in torch.randint(len(TYPES), (n,), generator=g).tolist()]
-    thetas = torch.randn(n, world.cfg.dim, generator=g)
+def sample_batch(world, tokenizer, g, n, thetas=None, kinds=None):
+    """n examples of fresh random tasks (θ ~ N(0, 1.3² I), broader than any category) ->
+    (Batch, thetas (n, d*), kinds, (input, target) pairs)."""
+    if kinds is None:
+        kinds = [TYPES[i] for i in torch.randint(len(TYPES), (n,), generator=g).tolist()]
+    if thetas is None:
+        thetas = 1.3 * torch.randn(n, world.cfg.dim, generator=g)
     pairs = [world.example(k, th, g) for k, th in zip(kinds, thetas)]
     src = data.tokenize(tokenizer, [x for x, _ in pairs], 64)
     tgt = data.tokenize(tokenizer, [y for _, y in pairs], 16)
@@ -218,7 +270,7 @@ def pretrain(world, tokenizer, root):
         for group in optimizer.param_groups:                                  # warm-up, then linear decay
             group["lr"] = cfg.pretrain_lr * min(1.0, (step + 1) / 200) * (1 - step / cfg.pretrain_steps)
         batch, thetas, kinds, _ = sample_batch(world, tokenizer, g, cfg.pretrain_batch)
-        losses = ipt.token_losses(t5, cond(thetas), batch.input_ids, batch.attention_mask, batch.labels)
+        losses = ipt.token_losses(t5, cond(thetas, kinds), batch.input_ids, batch.attention_mask, batch.labels)
         loss = losses.sum() / (batch.labels != ipt.IGNORE).sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -236,10 +288,15 @@ def pretrain(world, tokenizer, root):
 
 @torch.no_grad()
 def conditioned_accuracy(world, tokenizer, t5, cond, n=1000):
-    """Accuracy on unseen θ (fresh draws) with the true conditioning, per type."""
+    """Accuracy with the true conditioning, per type, on fresh θ drawn as the world's tasks are
+    (a category centre + spread), the first n/2 of each type: the ceiling prompt tuning aims at."""
     g = torch.Generator().manual_seed(world.cfg.seed + 3)
-    batch, thetas, kinds, pairs = sample_batch(world, tokenizer, g, n)
-    ids = ipt.generate(t5, cond(thetas), batch.input_ids, batch.attention_mask, max_new_tokens=8)
+    kinds = [TYPES[i % len(TYPES)] for i in range(n)]
+    centre = torch.randint(len(CATEGORIES), (n,), generator=g)
+    thetas = torch.stack([world.centres[TYPES.index(k), c] for k, c in zip(kinds, centre.tolist())])
+    thetas = thetas + world.cfg.category_spread * torch.randn(n, world.cfg.dim, generator=g)
+    batch, _, _, pairs = sample_batch(world, tokenizer, g, n, thetas, kinds)
+    ids = ipt.generate(t5, cond(thetas, kinds), batch.input_ids, batch.attention_mask, max_new_tokens=8)
     preds = [p.strip() for p in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return {f"accuracy_{t}": sum(p == y for p, (_, y), k in zip(preds, pairs, kinds) if k == t) / kinds.count(t)
             for t in TYPES}

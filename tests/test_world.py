@@ -1,4 +1,5 @@
-"""The offline world: determinism, tasks fixed by (type, θ), CrossFit layout and splits."""
+"""The offline world: determinism, tasks fixed by (type, θ) through nearness to θ, categories,
+CrossFit layout (K and 2K files) and splits."""
 import io
 
 import pytest
@@ -19,22 +20,48 @@ def built(tmp_path_factory):
 def test_labels_follow_theta():
     w = world.World(SMALL)
     g = torch.Generator().manual_seed(0)
-    for name, kind, theta in w.tasks:
+    for name, kind, category, theta in w.tasks:
         for _ in range(20):
             x, y = w.example(kind, theta, g)
             items = [w.items.index(t) for t in x.split(": ")[1].split()]
-            scores = w.features[items] @ theta
-            expected = w.items[items[scores.argmax()]] if kind == "pick" else ("yes" if scores[0] > 0 else "no")
-            assert y == expected
+            distance = ((w.features[items] - theta) ** 2).sum(1)              # nearest = highest score
+            nearest = items[distance.argmin()]
+            assert len(items) == world.SHOWN[kind]
+            assert y == (w.items[nearest] if kind == "pick" else world.COLOURS[w.colour[nearest]])
+            if kind == "colour":                                           # one item of each colour
+                assert sorted(w.colour[items].tolist()) == list(range(len(world.COLOURS)))
+
+
+def test_the_answer_depends_on_the_length_of_theta():
+    """Not only its direction (the world before this one planted one number fewer than it said)."""
+    w = world.World(SMALL)
+    g = torch.Generator().manual_seed(3)
+    theta = torch.tensor([1.0, -0.5, 0.3])
+    answers = lambda th: [w.example("pick", th, torch.Generator().manual_seed(i))[1] for i in range(200)]
+    assert answers(theta) != answers(3 * theta)
+
+
+def test_categories_are_clusters_of_theta():
+    w = world.World(world.WorldConfig(tasks_per_type=40))
+    for j, kind in enumerate(world.TYPES):
+        for c, cat in enumerate(world.CATEGORIES):
+            thetas = torch.stack([th for _, k, cc, th in w.tasks if k == kind and cc == cat])
+            own = (thetas - w.centres[j, c]).norm(dim=1).mean()
+            other = (thetas - w.centres[j, 1 - c]).norm(dim=1).mean()
+            assert own < other
 
 
 def test_k_shot_train_and_dev_are_disjoint_and_balanced():
     w = world.World(SMALL)
     g = torch.Generator().manual_seed(1)
-    _, kind, theta = next(t for t in w.tasks if t[1] == "sign")
+    _, kind, _, theta = next(t for t in w.tasks if t[1] == "colour")
+    for k in (4, 8):
+        train, dev = w.k_shot(kind, theta, g, torch.arange(SMALL.items), k)
+        assert not {x for x, _ in train} & {x for x, _ in dev}
+        assert sorted(y for _, y in train) == sorted(world.COLOURS * k)
+    _, kind, _, theta = next(t for t in w.tasks if t[1] == "pick")
     train, dev = w.k_shot(kind, theta, g, torch.arange(SMALL.items), 4)
-    assert not {x for x, _ in train} & {x for x, _ in dev}
-    assert sorted(y for _, y in train) == ["no"] * 4 + ["yes"] * 4
+    assert len(train) == len(dev) == 8 and not {x for x, _ in train} & {x for x, _ in dev}
 
 
 def test_world_is_crossfit_shaped_and_checks_clean(built):
@@ -47,8 +74,14 @@ def test_world_is_crossfit_shaped_and_checks_clean(built):
     assert len(random["train"]) == 6 and len(random["test"]) == 2
     cls = data.load_split(built / "splits" / "cls.txt", tasks)
     assert all(tasks[t].type == "cls" for t in cls["train"] + cls["test_in"])
-    seeds = [data.read_examples(data.task_file(built / "data", "pick-00", "test", seed=s)) for s in data.SEEDS]
-    assert all(s == seeds[0] for s in seeds)                           # one test set for every seed
+    seeds = [data.read_examples(data.task_file(built / "data", "pick-00", "test", k, s))
+             for s in data.SEEDS for k in (16, 32)]
+    assert all(s == seeds[0] for s in seeds)                           # one test set for every seed and K
+    assert len(data.read_examples(data.task_file(built / "data", "colour-00", "train", 32))) == 160  # 2K shots
+    assert {t.ontology for t in tasks.values()} == {"noncls/pick-A", "noncls/pick-B", "cls/colour-A", "cls/colour-B"}
+    quarter = data.load_split(built / "splits" / "random_50.txt", tasks)
+    assert quarter["train"] == data.load_split(built / "splits" / "random_75.txt", tasks)["train"][:3]
+    assert quarter["test"] == random["test"]
 
 
 def test_world_is_deterministic_and_cached(built, tmp_path):

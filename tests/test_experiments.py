@@ -1,0 +1,131 @@
+"""The experiment runner and its report: the plan covers every challenge of Fig. 3 on every split;
+every number in the report equals its recomputation from the results files; a missing run is
+named with its command; the PCA helpers; and the whole runner on real CrossFit files."""
+import math
+import shutil
+
+import pytest
+import torch
+
+import data
+import evaluate
+import experiments
+import report
+from test_train import REAL, make_world
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = make_world(tmp_path_factory.mktemp("toy"))
+    (root / "splits").mkdir()
+    (root / "splits" / "random.txt").write_text("[train]\nfirst-word\nlast-word\nhas-cat\n[test]\nsecond-word\n")
+    (root / "splits" / "cls.txt").write_text("[train]\nhas-cat\n[test_in]\n[test_out]\nsecond-word\n")
+    return root
+
+
+def toy_args(toy, run, *extra):
+    return experiments.parse_args(["--run", str(run), "--data-dir", str(toy / "data"), "--tasks-file",
+                                   str(toy / "tasks.txt"), "--splits-dir", str(toy / "splits"), "--model",
+                                   str(toy / "model"), "--prompt-len", "4", "--dims", "1,2", *extra])
+
+
+def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls"))
+    got = {(c.split, c.challenge) for c in p.cells}
+    assert {("random", ch) for ch in ["T_train(MSF)", "T_train^same(IST)", "T_train^diff(IST)", "T_test(MSF)",
+                                      "T_test(IST)", "T_test(random)"]} <= got
+    assert {("cls", ch) for ch in ["T_test^in(IST)", "T_test^out(IST)", "T_test^out(MSF)", "T_test^out(random)"]} <= got
+    assert len({c.dim for c in p.cells}) == 2
+    # each job is planned once, PT and FT before anything that reads them, MSF before its IST
+    folders = [j.folder for j in p.jobs]
+    assert len(folders) == len(set(folders)) and folders[:2] == [p.pt.folder, p.ft.folder]
+    for c in p.cells:
+        if "IST" in c.challenge and "random" not in c.challenge:
+            msf = next(j for j in p.jobs if j.folder.name == f"msf-d{c.dim}" and j.folder.parent == c.job.folder.parent)
+            assert folders.index(msf.folder) < folders.index(c.job.folder)
+    diff = next(c for c in p.cells if c.challenge == "T_train^diff(IST)")
+    assert "--data-seed" in diff.job.argv and diff.job.argv[diff.job.argv.index("--data-seed") + 1] == "21"
+
+
+def fake_results(job, scores):
+    """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
+    rows = lambda items: "task\tmetric\tdev\ttest\tsteps\tbest_step\n" + "".join(
+        f"{t}\tEM\t0.0\t{s:.4f}\t1\t1\n" for t, s in items)
+    if "ft" in job.folder.name:
+        for t, s in scores.items():
+            (job.folder / t).mkdir(parents=True, exist_ok=True)
+            (job.folder / t / "results.tsv").write_text(rows([(t, s)]))
+    else:
+        job.folder.mkdir(parents=True, exist_ok=True)
+        (job.folder / "results.tsv").write_text(rows(scores.items()))
+
+
+def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random"))
+    tasks = list(data.load_tasks(toy / "tasks.txt"))[:4]
+    g = torch.Generator().manual_seed(0)
+    written = {}
+    for job in p.jobs:
+        scores = {t: round(0.05 + 0.9 * torch.rand(1, generator=g).item(), 4) for t in tasks}
+        if job is not p.jobs[-1]:                                     # the last stays missing
+            fake_results(job, scores)
+            written[job.folder] = scores
+    summary = report.write(p, tmp_path)
+    pt, ft = written[p.pt.folder], written[p.ft.folder]
+    per_task = [line.split("\t") for line in (tmp_path / "per_task.tsv").read_text().splitlines()[1:]]
+    text = (tmp_path / "report.md").read_text()
+    for row in summary["rows"]:
+        c = row["cell"]
+        if c.job.folder not in written:
+            assert row["missing"]
+            continue
+        mine = {t: written[c.job.folder][t] for t in c.tasks}
+        assert row["E_abs"] == pytest.approx(sum(mine.values()) / len(mine))
+        assert row["E_rel_PT"] == pytest.approx(sum(mine[t] / pt[t] for t in mine) / len(mine))
+        assert row["E_rel_FT"] == pytest.approx(sum(mine[t] / ft[t] for t in mine) / len(mine))
+        assert f"{row['E_rel_PT']:.2f} ({len(mine)})" in text
+        lines = [r for r in per_task if r[:3] == [c.split, c.challenge, str(c.dim)]]
+        assert {r[3]: float(r[4]) for r in lines} == pytest.approx(mine, abs=1e-4)
+        assert all(float(r[5]) == pytest.approx(pt[r[3]]) and float(r[6]) == pytest.approx(ft[r[3]]) for r in lines)
+    # the missing stage is named, with the command that makes it
+    assert "missing" in text and p.jobs[-1].command() in text
+    assert (tmp_path / "e_rel.png").stat().st_size > 10_000
+
+
+def test_a_report_of_nothing_names_every_stage(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random"))
+    report.write(p, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert all(j.command() in text for j in p.jobs)
+
+
+def test_pca_of_known_points():
+    z = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [-1.0, 0, 0], [-2.0, 0, 0]]) + torch.tensor([0, 0, 5.0])
+    coords, share = report.pca2(z)
+    assert share[0] == pytest.approx(1.0) and torch.allclose(coords[:, 0].abs(), torch.tensor([1.0, 2, 1, 2]))
+    assert report.nearest_centroid_accuracy(z, ["a", "a", "b", "b"]) == 1.0
+    assert report.nearest_centroid_accuracy(z, ["a", "b", "a", "b"]) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+def test_the_runner_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
+    """The same command as `make paper DATA=… MODEL=…`, on four real tasks and a tiny local T5."""
+    from conftest import tiny_t5
+    names = ["glue-sst2", "ag_news", "lama-trex", "quarel"]
+    texts = [ex.input + " " + " ".join(ex.references) for t in names
+             for ex in data.read_examples(data.task_file(REAL, t, "train"))]
+    tokenizer = data.train_tokenizer(texts, 400, tmp_path / "model")
+    tiny_t5(seed=4, vocab=len(tokenizer), d_model=16).save_pretrained(tmp_path / "model")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "random.txt").write_text("[train]\nglue-sst2\nag_news\nlama-trex\n[test]\nquarel\n")
+    small = ["--pt-steps", "4", "--ft-steps", "2", "--msf-steps", "4", "--ist-steps", "4", "--eval-every", "2",
+             "--train-args", "--max-test 10 --max-input-len 48 --batch-size 2"]
+    argv = ["--run", str(tmp_path / "paper"), "--data-dir", str(REAL), "--model", str(tmp_path / "model"),
+            "--splits-dir", str(tmp_path / "splits"), "--splits", "random", "--dims", "1,2", "--prompt-len", "4", *small]
+    summary = experiments.main(argv)
+    text = (tmp_path / "paper" / "report.md").read_text()
+    assert "Missing runs" not in text and (tmp_path / "paper" / "pca.png").is_file()
+    ist = [r for r in summary["rows"] if r["cell"].challenge == "T_test(IST)"]
+    assert [r["n"] for r in ist] == [1, 1] and all(0 <= r["E_abs"] <= 1 for r in ist)
+    experiments.main(argv)                                   # everything finished: nothing runs again
