@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 import ipt
 from conftest import H
-from test_ipt import make_stage, random_batch, seeds, snapshot
+from test_ipt import assert_gradients_reach_only_the_stage, random_batch, seeds
 
 
 def plain_losses(lm, ids, mask, labels):
@@ -57,25 +57,7 @@ def test_per_row_prompts_match_rows_run_alone(llama, B, P, seed):
 @pytest.mark.parametrize("stage", ["pt", "msf", "ist"])
 @given(K=st.integers(1, 3), P=st.integers(1, 3), d_I=st.integers(1, 4), seed=seeds)
 def test_gradients_reach_only_the_stage_parameters(llama, stage, K, P, d_I, seed):
-    g = torch.Generator().manual_seed(seed)
-    module = make_stage(stage, llama, K, P, d_I, g)
-    ids, mask, labels = random_batch(g, 4, 5, 3)
-    task_idx = torch.randint(K, (4,), generator=g)
-    frozen_before, module_before = snapshot(llama), snapshot(module)
-    losses = ipt.token_losses(llama, module(task_idx), ids, mask, labels)
-    task_lm = ipt.per_task_mean(losses, labels, task_idx, K)
-    loss = (ipt.msf_objective(task_lm, module.reconstruction_error(task_idx.unique()), 1.0)
-            if stage == "msf" else task_lm.sum())
-    loss.backward()
-    present = set(task_idx.tolist())
-    expected = {"pt": {f"prompts.{k}" for k in present}, "ist": {f"z.{k}" for k in present},
-                "msf": {n for n, _ in module.named_parameters()}}[stage]
-    assert {n for n, p in module.named_parameters() if p.grad is not None} == expected
-    assert all(p.grad is None for p in llama.parameters())
-    torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=0.1).step()
-    assert all(torch.equal(p, frozen_before[n]) for n, p in snapshot(llama).items())   # PLM bit-identical
-    after = snapshot(module)
-    assert {n for n in after if not torch.equal(after[n], module_before[n])} == expected
+    assert_gradients_reach_only_the_stage(llama, stage, K, P, d_I, seed)
 
 
 @given(P=st.integers(0, 3), seed=seeds)
