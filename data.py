@@ -86,6 +86,12 @@ def unknown_task(name, known):
     return DataError(f"unknown task {name!r}.{hint} Known tasks are listed in tasks.txt.")
 
 
+def write_split(path, sections):
+    """The inverse of load_split: {section: [task, …]} -> a split file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(f"[{s}]\n" + "".join(t + "\n" for t in ts) for s, ts in sections.items()))
+
+
 def load_split(name_or_path, tasks):
     """A split file: '[section]' headers (train, test, test_in, test_out, …), one task per line.
     `name_or_path` is a file, or the name of one in splits/. -> {section: [task, …]}"""
@@ -141,6 +147,12 @@ def load_task_data(data_dir, task, k=16, seed=100):
     return {split: read_examples(task_file(data_dir, task, split, k, seed)) for split in SPLIT_FILES}
 
 
+def require_data_dir(data_dir, k=16):
+    if not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir} is not a folder: give the folder holding "
+                        f"<task>/<task>_{k}_<seed>_<split>.tsv (CrossFit's layout)")
+
+
 def missing_tasks(data_dir, names, k=16, seed=100):
     """Tasks whose folder or any of the three files for this seed is absent."""
     return [t for t in names if not all(task_file(data_dir, t, s, k, seed).is_file() for s in SPLIT_FILES)]
@@ -158,8 +170,7 @@ def fingerprint(data_dir, task, k=16, seed=100):
 
 def check(data_dir, split, tasks, k=16, seed=100, out=sys.stdout):
     """Print one line per task of the split and a summary; return the number of problems."""
-    if not Path(data_dir).is_dir():
-        raise DataError(f"--data-dir {data_dir} is not a folder: give the folder holding <task>/<task>_{k}_<seed>_<split>.tsv")
+    require_data_dir(data_dir, k)
     sections = load_split(split, tasks)
     names = list(dict.fromkeys(t for section in sections.values() for t in section))
     missing = missing_tasks(data_dir, names, k, seed)

@@ -81,8 +81,8 @@ def plan(args):
     splits = {s: data.load_split(split_path(args, s), tasks) for s in args.splits}
     everything = list(dict.fromkeys(t for secs in splits.values() for sec in secs.values() for t in sec))
     heldout = list(dict.fromkeys(t for secs in splits.values() for s, sec in secs.items() if s != "train" for t in sec))
-    write_split(run / "splits" / "all.txt", {"all": everything})
-    write_split(run / "splits" / "heldout.txt", {"test": heldout})
+    data.write_split(run / "splits" / "all.txt", {"all": everything})
+    data.write_split(run / "splits" / "heldout.txt", {"test": heldout})
     common = ["--data-dir", args.data_dir, "--tasks-file", args.tasks_file, "--model", args.model,
               "--prompt-len", str(args.prompt_len), "--batch-size", str(args.batch_size),
               "--eval-every", str(args.eval_every), *shlex.split(args.train_args)]
@@ -93,12 +93,15 @@ def plan(args):
         argv = [*common, "--run", str(folder_run), "--split", str(split_file), *map(str, extra)]
         return Job(argv, train.stages.stage_dir(train.parse_args(argv)))
 
-    p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source})
+    p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
+                   "tasks_file": args.tasks_file})
     p.pt = p.add(job(run, run / "splits" / "all.txt", "--stage", "pt", "--tasks-from", "all", "--steps", args.pt_steps))
     if args.ft:
         p.ft = p.add(job(run, run / "splits" / "all.txt", "--stage", "ft", "--tasks-from", "all", "--steps", args.ft_steps))
     store = ["--prompt-store", str(run / "prompts-s100")]
     for d in args.dims:
+        rand = p.add(job(run / "random-subspace", run / "splits" / "heldout.txt", "--stage", "ist",   # split-free
+                         "--subspace", "random", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "test"))
         for s, sections in splits.items():
             held = [sec for sec in sections if sec != "train"]
             where = (run / s, split_path(args, s))
@@ -108,9 +111,6 @@ def plan(args):
                              "--tasks-from", ",".join(["train", *held])))
             diff = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
                              "--data-seed", RESAMPLED_SEED, "--tasks-from", "train"))
-            rand = p.add(job(run / "random-subspace", run / "splits" / "heldout.txt", "--stage", "ist",
-                             "--subspace", "random", "--intrinsic-dim", d, "--steps", args.ist_steps,
-                             "--tasks-from", "test"))
             p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
                         Cell(s, "T_train^same(IST)", d, same, sections["train"]),
                         Cell(s, "T_train^diff(IST)", d, diff, sections["train"])]
@@ -125,13 +125,6 @@ def split_path(args, name):
     """A split name of the data's own splits/ folder (the world has one), else of the project's."""
     own = Path(args.splits_dir) / f"{name}.txt" if args.splits_dir else None
     return str(own) if own and own.is_file() else name
-
-
-def write_split(path, sections):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"[{s}]\n" + "".join(t + "\n" for t in ts) for s, ts in sections.items())
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
 
 
 def execute(p):

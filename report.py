@@ -25,12 +25,19 @@ def scores_of(job):
 
 
 def numbers(p):
-    """Every cell's tasks, scores and summary, from the results files.
-    -> ([row dict per cell], PT scores, FT scores or None)"""
+    """Every cell's tasks, scores and summary, from the results files (each read once; a stage
+    serves several cells). -> ([row dict per cell], PT scores, FT scores or None)"""
+    read = {}
+
+    def results(job):
+        if job.folder not in read:
+            read[job.folder] = scores_of(job)
+        return read[job.folder]
+
     pt, ft = scores_of(p.pt), scores_of(p.ft)
     rows = []
     for cell in p.cells:
-        scores = scores_of(cell.job)
+        scores = results(cell.job)
         row = {"cell": cell, "missing": scores is None}
         if scores is not None:
             got = {t: scores[t] for t in cell.tasks if t in scores}
@@ -159,14 +166,27 @@ def nearest_centroid_accuracy(z, labels):
     return right / len(labels)
 
 
+def kinds_and_categories(names, tasks):
+    """Each task's kind (cls, noncls) and category (its ontology after the kind)."""
+    return [tasks[n].type for n in names], [tasks[n].ontology.split("/", 1)[-1] or "?" for n in names]
+
+
+def separation(names, z, tasks):
+    """Leave-one-out nearest-centroid accuracy of the kinds, and of the categories within each kind."""
+    kinds, category = kinds_and_categories(names, tasks)
+    within = lambda kind: nearest_centroid_accuracy(z[[i for i, k in enumerate(kinds) if k == kind]],
+                                                    [c for c, k in zip(category, kinds) if k == kind])
+    return {"kind": nearest_centroid_accuracy(z, kinds), "category_cls": within("cls"),
+            "category_noncls": within("noncls")}
+
+
 def figure4(names, z, seen, tasks, path):
     """Fig. 4's four panels: cls vs non-cls; seen vs unseen; categories within cls; within non-cls."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     coords, share = pca2(z)
-    kinds = [tasks[n].type for n in names]
-    category = [tasks[n].ontology.split("/", 1)[-1] or "?" for n in names]
+    kinds, category = kinds_and_categories(names, tasks)
     panels = [("(a) task kind", kinds, range(len(names))),
               ("(b) seen (MSF's tasks) vs unseen", ["seen" if s else "unseen" for s in seen], range(len(names))),
               ("(c) categories within cls", category, [i for i, k in enumerate(kinds) if k == "cls"]),
@@ -184,16 +204,12 @@ def figure4(names, z, seen, tasks, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    within = lambda kind: nearest_centroid_accuracy(z[[i for i, k in enumerate(kinds) if k == kind]],
-                                                    [c for c, k in zip(category, kinds) if k == kind])
-    return {"kind": nearest_centroid_accuracy(z, kinds), "category_cls": within("cls"),
-            "category_noncls": within("noncls"), "variance_share": share}
 
 
-def write(p, out, seconds=None, pca_dim=None):
+def write(p, out, seconds=None):
     """report.md, e_rel.png (Fig. 3), pca.png (Fig. 4) and per_task.tsv under `out`. -> summary dict."""
     out = Path(out)
-    tasks = data.load_tasks(p.pt.argv[p.pt.argv.index("--tasks-file") + 1])
+    tasks = data.load_tasks(p.meta["tasks_file"])
     rows, pt, ft = numbers(p)
     (out / "per_task.tsv").write_text(per_task_tsv(rows, pt, ft))
     dims = p.meta["dims"]
@@ -212,10 +228,11 @@ def write(p, out, seconds=None, pca_dim=None):
     lines += ["References, E_abs of prompt tuning and fine-tuning on the same tasks:", "",
               reference_rows(p, pt, ft), ""]
     summary = {"rows": rows}
-    vectors = intrinsic_vectors(p, pca_dim or max(dims))
+    vectors = intrinsic_vectors(p, max(dims))
     lines += ["## Fig. 4: PCA of the intrinsic vectors", ""]
     if vectors:
-        summary["pca"] = figure4(*vectors, tasks, out / "pca.png")
+        figure4(*vectors, tasks, out / "pca.png")
+        summary["pca"] = separation(vectors[0], vectors[1], tasks)
         lines += ["![Fig. 4](pca.png)", "",
                   "Leave-one-out nearest-centroid accuracy from z (1.0: every task nearer its own group's centre): "
                   f"cls vs non-cls {summary['pca']['kind']:.2f}; categories within cls "

@@ -13,12 +13,12 @@ checkpoint.safetensors); re-running the same command resumes it.
     python train.py --stage ist --task glue-sst2
 """
 import argparse
+import functools
 import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -322,9 +322,7 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
 
 def run(cfg):
     device = plm.resolve_device(cfg.device)
-    if not Path(cfg.data_dir).is_dir():
-        raise UserError(f"--data-dir {cfg.data_dir} is not a folder: give the folder holding <task>/<task>_{cfg.k}_"
-                        f"<seed>_<split>.tsv (CrossFit's layout)")
+    data.require_data_dir(cfg.data_dir, cfg.k)
     tasks = data.load_tasks(cfg.tasks_file)
     names = select_tasks(cfg, tasks)
     missing = data.missing_tasks(cfg.data_dir, names, cfg.k, cfg.data_seed)
@@ -345,7 +343,7 @@ def run(cfg):
         jobs = [(job_out, job_names) for job_out, job_names in jobs if not finished(cfg, job_out, job_names, fingerprints)]
         if not jobs:
             return out
-        inputs = stages.read_inputs(cfg, names, lambda: plm.model_config(cfg).hidden_size)
+        inputs = stages.read_inputs(cfg, names, functools.cache(lambda: plm.model_config(cfg).hidden_size))
         model, tokenizer = plm.load(cfg, device)
         causal = not model.config.is_encoder_decoder
         prepared = {p["name"]: p for p in prepare(cfg, names, tasks, tokenizer, causal)}

@@ -209,7 +209,6 @@ def write_tasks(world, root):
         lines.append(f"{name}\t{METRIC[kind]}\t{KIND[kind]}\t{KIND[kind]}/{kind}-{category}\t"
                      f"{'16/class' if kind == 'colour' else '32'}\t{side}")
     (root / "tasks.txt").write_text("\n".join(lines) + "\n")
-    (root / "splits").mkdir()
     by_type = lambda side, kind: [n for n in sections[side] if n.startswith(kind)]
     split_files = {"random": {"train": sections["train"], "test": sections["test"]},
                    "cls": {"train": by_type("train", "colour"), "test_in": by_type("test", "colour"),
@@ -220,8 +219,7 @@ def write_tasks(world, root):
     for pct in (25, 50, 75):                                  # nested fractions of the training tasks
         split_files[f"random_{pct}"] = {"train": shuffled[:len(shuffled) * pct // 100], "test": sections["test"]}
     for split, secs in split_files.items():
-        (root / "splits" / f"{split}.txt").write_text("".join(f"[{s}]\n" + "".join(t + "\n" for t in ts)
-                                                              for s, ts in secs.items()))
+        data.write_split(root / "splits" / f"{split}.txt", secs)
 
 
 def hash_seed(name, seed):

@@ -1,14 +1,11 @@
 """The experiment runner and its report: the plan covers every challenge of Fig. 3 on every split;
 every number in the report equals its recomputation from the results files; a missing run is
 named with its command; the PCA helpers; and the whole runner on real CrossFit files."""
-import math
-import shutil
 
 import pytest
 import torch
 
 import data
-import evaluate
 import experiments
 import report
 from test_train import REAL, make_world

@@ -9,7 +9,7 @@ from hypothesis import given, strategies as st
 
 import ipt
 from conftest import H
-from test_ipt import assert_gradients_reach_only_the_stage, random_batch, seeds
+from test_ipt import assert_gradients_reach_only_the_stage, assert_rows_match_rows_run_alone, random_batch, seeds
 
 
 def plain_losses(lm, ids, mask, labels):
@@ -44,14 +44,7 @@ def test_join_targets_puts_each_target_right_after_its_input():
 
 @given(B=st.integers(2, 4), P=st.integers(1, 4), seed=seeds)
 def test_per_row_prompts_match_rows_run_alone(llama, B, P, seed):
-    g = torch.Generator().manual_seed(seed)
-    ids, mask, labels = random_batch(g, B, 6, 3)
-    prompts = torch.randn(B, P, H, generator=g)
-    together = ipt.token_losses(llama, prompts, ids, mask, labels)
-    for b in range(B):
-        n = int(mask[b].sum())
-        alone = ipt.token_losses(llama, prompts[b], ids[b:b + 1, :n], mask[b:b + 1, :n], labels[b:b + 1])
-        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-5, atol=1e-6)
+    assert_rows_match_rows_run_alone(llama, B, P, seed)
 
 
 @pytest.mark.parametrize("stage", ["pt", "msf", "ist"])

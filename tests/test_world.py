@@ -35,7 +35,6 @@ def test_labels_follow_theta():
 def test_the_answer_depends_on_the_length_of_theta():
     """Not only its direction (the world before this one planted one number fewer than it said)."""
     w = world.World(SMALL)
-    g = torch.Generator().manual_seed(3)
     theta = torch.tensor([1.0, -0.5, 0.3])
     answers = lambda th: [w.example("pick", th, torch.Generator().manual_seed(i))[1] for i in range(200)]
     assert answers(theta) != answers(3 * theta)
