@@ -118,8 +118,8 @@ def figure3(rows, p, path):
             planted = p.meta["planted"].get(split)
             if planted:
                 ax.axvline(planted, color="black", linewidth=0.8, linestyle=":")
-                ax.annotate(f"planted {planted}", (planted, 1.0), xycoords=("data", "axes fraction"),
-                            xytext=(3, -10), textcoords="offset points", fontsize=8)
+                ax.annotate(f"planted {planted}", (planted, 0.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, 4), textcoords="offset points", fontsize=8)   # the bottom stays empty
             ax.axhline(1.0, color="grey", linewidth=0.5)
             what = "prompt tuning" if ref == "PT" else "fine-tuning"
             ax.set(title=f"({chr(97 + 2 * i + j)}) {split} split: E_rel against {what}",
