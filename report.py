@@ -26,7 +26,7 @@ def scores_of(job):
 
 def numbers(p):
     """Every cell's tasks, scores and summary, from the results files (each read once; a stage
-    serves several cells). -> ([row dict per cell], PT scores, FT scores or None)"""
+    serves several cells). -> ([row dict per cell], {"PT", "FT", "untuned": {task: score} or None})"""
     read = {}
 
     def results(job):
@@ -34,7 +34,7 @@ def numbers(p):
             read[job.folder] = scores_of(job)
         return read[job.folder]
 
-    pt, ft = scores_of(p.pt), scores_of(p.ft)
+    refs = {"PT": scores_of(p.pt), "FT": scores_of(p.ft), "untuned": scores_of(p.untuned)}
     rows = []
     for cell in p.cells:
         scores = results(cell.job)
@@ -43,21 +43,21 @@ def numbers(p):
             got = {t: scores[t] for t in cell.tasks if t in scores}
             row["scores"] = got
             row["n"] = len(got)
-            for ref_name, ref in (("PT", pt), ("FT", ft)):
-                s = evaluate.summarise(got, ref) if got and ref else None
+            for ref_name in ("PT", "FT"):
+                s = evaluate.summarise(got, refs[ref_name]) if got and refs[ref_name] else None
                 row[f"E_rel_{ref_name}"] = s["E_rel"] if s else math.nan
             row["E_abs"] = sum(got.values()) / len(got) if got else math.nan
         rows.append(row)
-    return rows, pt, ft
+    return rows, refs
 
 
-def per_task_tsv(rows, pt, ft):
-    lines = ["split\tchallenge\td_I\ttask\tscore\tpt\tft"]
+def per_task_tsv(rows, refs):
+    lines = ["split\tchallenge\td_I\ttask\tscore\tpt\tft\tuntuned"]
     for row in rows:
         c = row["cell"]
         for task, score in sorted(row.get("scores", {}).items()):
-            ref = lambda r: f"{r[task]:.4f}" if r and task in r else ""
-            lines.append(f"{c.split}\t{c.challenge}\t{c.dim}\t{task}\t{score:.4f}\t{ref(pt)}\t{ref(ft)}")
+            ref = "\t".join(f"{r[task]:.4f}" if r and task in r else "" for r in refs.values())
+            lines.append(f"{c.split}\t{c.challenge}\t{c.dim}\t{task}\t{score:.4f}\t{ref}")
     return "\n".join(lines) + "\n"
 
 
@@ -81,14 +81,28 @@ def table(rows, split, dims, key, fmt):
     return "\n".join(lines)
 
 
-def reference_rows(p, pt, ft):
-    """E_abs of PT and FT on each split's task sets (the rows Tables 2–3 put beside IPT's)."""
-    lines = ["| split | tasks | PT E_abs | FT E_abs |", "|---|---|---:|---:|"]
+def reference_rows(p, refs):
+    """E_abs of PT, FT and the untuned PLM on each split's task sets (the rows Tables 2–3 put
+    beside IPT's)."""
+    lines = ["| split | tasks | PT E_abs | FT E_abs | untuned (P = 0) E_abs |", "|---|---|---:|---:|---:|"]
     for split, sections in p.meta["splits"].items():
         for sec, tasks in sections.items():
             cell = lambda r: (f"{100 * sum(r[t] for t in tasks if t in r) / max(1, sum(t in r for t in tasks)):.1f} "
                               f"({sum(t in r for t in tasks)})") if r else "missing"
-            lines.append(f"| {split} | {sec} | {cell(pt)} | {cell(ft)} |")
+            lines.append(f"| {split} | {sec} | " + " | ".join(cell(refs[k]) for k in ("PT", "FT", "untuned")) + " |")
+    return "\n".join(lines)
+
+
+def against_untuned(refs):
+    """Per task: the PLM with no prompt, and PT. Prompt tuning must beat the model it tunes."""
+    pt, untuned = refs["PT"], refs["untuned"]
+    if not (pt and untuned):
+        return "missing: PT or the untuned run"
+    tasks = sorted(set(pt) & set(untuned))
+    wins = sum(pt[t] > untuned[t] for t in tasks)
+    lines = [f"PT beats the untuned PLM on {wins} of {len(tasks)} tasks (E_abs ×100; ties count as not beating).", "",
+             "| task | untuned (P = 0) | PT | Δ |", "|---|---:|---:|---:|"]
+    lines += [f"| {t} | {100 * untuned[t]:.1f} | {100 * pt[t]:.1f} | {100 * (pt[t] - untuned[t]):+.1f} |" for t in tasks]
     return "\n".join(lines)
 
 
@@ -210,8 +224,8 @@ def write(p, out, seconds=None):
     """report.md, e_rel.png (Fig. 3), pca.png (Fig. 4) and per_task.tsv under `out`. -> summary dict."""
     out = Path(out)
     tasks = data.load_tasks(p.meta["tasks_file"])
-    rows, pt, ft = numbers(p)
-    (out / "per_task.tsv").write_text(per_task_tsv(rows, pt, ft))
+    rows, refs = numbers(p)
+    (out / "per_task.tsv").write_text(per_task_tsv(rows, refs))
     dims = p.meta["dims"]
     figure3(rows, p, out / "e_rel.png")
     lines = [f"# IPT: the paper's experiments on {p.meta['source']}", ""]
@@ -225,8 +239,8 @@ def write(p, out, seconds=None):
     lines += ["## Tables 2–3: E_abs (×100)", ""]
     for split in p.meta["splits"]:
         lines += [table(rows, split, dims, "E_abs", lambda v: f"{100 * v:.1f}"), ""]
-    lines += ["References, E_abs of prompt tuning and fine-tuning on the same tasks:", "",
-              reference_rows(p, pt, ft), ""]
+    lines += ["References, E_abs of prompt tuning, fine-tuning and the PLM with no prompt on the same tasks:", "",
+              reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), ""]
     summary = {"rows": rows}
     vectors = intrinsic_vectors(p, max(dims))
     lines += ["## Fig. 4: PCA of the intrinsic vectors", ""]

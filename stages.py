@@ -10,7 +10,9 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
   did         the intrinsic-dimension baseline (did.py): d numbers projected onto every PLM weight
               by Fastfood; one task at a time, like ft
+  untuned     the reference P = 0: the frozen PLM with no prompt, scored; nothing trains
   pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
+  pt --init-from-peft DIR  PT started from PEFT prompt-tuning adapters (DIR/<task>/, or DIR with --task)
 
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
 before the PLM, so a missing or damaged file is reported in a second.
@@ -43,8 +45,8 @@ def stage_dir(cfg):
     if cfg.stage == "ist":
         kind = "ist" if cfg.subspace == "msf" else "ist-random"
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
-    if cfg.init_from_ist:
-        return run / f"pt-from-{Path(cfg.init_from_ist).name}{seed}"
+    if cfg.init_from_ist or cfg.init_from_peft:
+        return run / f"pt-from-{Path(cfg.init_from_ist or cfg.init_from_peft).name}{seed}"
     return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}{seed}"
 
 
@@ -122,8 +124,18 @@ def read_inputs(cfg, names, d_model):
     if cfg.stage == "pt" and cfg.init_from_ist:
         z, ae = load_ist_solution(cfg.init_from_ist, names)
         check_shape(cfg.init_from_ist, (ae.P, ae.H), cfg, d_model)
-        inputs["ist_solution"] = (z, ae)
+        with torch.no_grad():
+            inputs["init"] = ae.decode(z)                     # (K, P, H) = Proj_b(z)
+    if cfg.stage == "pt" and cfg.init_from_peft:
+        inputs["init"] = torch.stack([checkpoint.read_peft(peft_folder(cfg.init_from_peft, n)) for n in names])
+        check_shape(cfg.init_from_peft, inputs["init"].shape[1:], cfg, d_model)
     return inputs
+
+
+def peft_folder(root, task):
+    """A task's adapter: root/<task>/, or root itself when it is one adapter (with --task)."""
+    root = Path(root)
+    return root if (root / "adapter_config.json").is_file() else root / task
 
 
 def check_shape(what, shape, cfg, d_model):
@@ -147,20 +159,17 @@ def per_task_groups(names, prefix):
     return [([k], [f"{prefix}.{k}"]) for k in range(len(names))]
 
 
-def setup_pt(cfg, plm, tokenizer, names, prepared, ist_solution=None):
-    """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt."""
+def setup_pt(cfg, plm, tokenizer, names, prepared, init=None):
+    """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt.
+    init (K, P, H): given starting prompts (§4.3 stage two's Proj_b(z), or PEFT adapters)."""
     emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.hidden_size
     gs = [data.task_generator(cfg.seed, n) for n in names]
-    if ist_solution:                                          # §4.3: start from the IST solution
-        z, ae = ist_solution
-        with torch.no_grad():
-            init = ae.decode(z)
-    elif cfg.prompt_init == "vocab":
+    if init is None and cfg.prompt_init == "vocab":
         init = torch.stack([ipt.init_sampled_vocab(emb, cfg.prompt_len, g) for g in gs])
-    elif cfg.prompt_init == "labels":
+    elif init is None and cfg.prompt_init == "labels":
         init = torch.stack([ipt.init_class_labels(emb, class_labels(p["train"]), cfg.prompt_len, g)
                             for p, g in zip(prepared, gs)])
-    else:
+    elif init is None:
         init = torch.stack([ipt.init_normal(cfg.prompt_len, H, g) for g in gs])
     module = ipt.SoftPrompts(init.detach())
 
@@ -214,6 +223,11 @@ def setup_reconstruct(cfg, plm, tokenizer, names, prepared, pt_prompts, autoenco
     return Stage(module, module, [([k], []) for k in range(len(names))])
 
 
+def setup_untuned(cfg, plm, tokenizer, names, prepared):
+    """P = 0 (reference): the frozen PLM with no prompt at all; nothing trains, scored as it is."""
+    return Stage(torch.nn.Module(), lambda task_idx: None, [([k], []) for k in range(len(names))])
+
+
 def setup_ft(cfg, plm, tokenizer, names, prepared):
     """FT (baseline): every PLM weight trains on one task; loss = L_LM; nothing beyond the checkpoint."""
     plm.requires_grad_(True)
@@ -227,5 +241,5 @@ def setup_did(cfg, plm, tokenizer, names, prepared):
 
 
 SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft,
-          "did": setup_did}
+          "did": setup_did, "untuned": setup_untuned}
 PER_TASK = ("ft", "did")               # stages that change the PLM: one task, one fresh PLM

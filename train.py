@@ -37,7 +37,7 @@ def opt(default, help):
 
 @dataclass
 class Config:
-    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft | did (see stages.py)")
+    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft | did | untuned (see stages.py)")
     run: str = opt("runs/default", "run folder: one split and one model; stages write sub-folders")
     model: str = opt("google/t5-base-lm-adapt", "HF T5 name or path (Lester et al. prompt-tune the LM-adapted T5)")
     tokenizer: str = opt("", "tokenizer name or path; empty: the model's")
@@ -45,7 +45,7 @@ class Config:
     tasks_file: str = opt(str(data.HERE / "tasks.txt"), "task table: name, metric, type")
     split: str = opt("random", "a name in splits/ or a split file")
     tasks_from: str = opt("", "comma-separated sections of the split to train; empty: the stage's "
-                              "(pt, ft: all; msf, ist: train; reconstruct: all but train)")
+                              "(pt, ft, did, untuned: all; msf, ist: train; reconstruct: all but train)")
     task: str = opt("", "train this one task only (overrides --tasks-from)")
     allow_missing: bool = opt(False, "train on the tasks present when some lack data (listed in results)")
     k: int = opt(16, "the k of <task>_<k>_<seed>_<split>.tsv")
@@ -61,6 +61,8 @@ class Config:
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
     init_from_ist: str = opt("", "pt only: an IST stage folder; start each prompt at Proj_b(z_best)")
+    init_from_peft: str = opt("", "pt only: PEFT prompt-tuning adapters, <dir>/<task>/ (or one adapter with "
+                                  "--task); start each prompt there")
     prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read; "
                                 "empty: <run>/prompts-s<data-seed>")
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
@@ -102,15 +104,17 @@ class Config:
                 raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.stage == "reconstruct" and self.subspace != "msf":
             raise UserError("--stage reconstruct applies the MSF autoencoder; --subspace random has none")
-        if self.init_from_ist and self.stage != "pt":
-            raise UserError("--init-from-ist belongs to --stage pt (stage two is prompt tuning)")
+        if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":
+            raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
+        if self.init_from_ist and self.init_from_peft:
+            raise UserError("give one of --init-from-ist and --init-from-peft")
 
 
 # Adam step sizes: Lester et al. tune prompts at 0.3; full fine-tuning uses the usual T5 rate.
 # msf and ist were measured on the offline world (unseen-task E_rel at d_I = d*): MSF at 1e-3 for
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
 # prompts too closely); IST at 0.03 / 0.1 / 0.3 gave 0.77 / 0.90 / 0.89.
-STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 1e-2}
+STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 1e-2, "untuned": 0.0}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "eval_batch_size", "rows_per_forward", "allow_missing"}
@@ -129,7 +133,7 @@ def parse_args(argv=None):
 
 
 # -----------------------------------------------------------------------------
-# Which tasks, and their rows
+# Which tasks
 
 def select_tasks(cfg, tasks):
     if cfg.task:
@@ -137,32 +141,13 @@ def select_tasks(cfg, tasks):
             raise data.unknown_task(cfg.task, tasks)
         return [cfg.task]
     sections = data.load_split(cfg.split, tasks)
-    default = {"pt": list(sections), "ft": list(sections), "did": list(sections),
+    default = {"pt": list(sections), "ft": list(sections), "did": list(sections), "untuned": list(sections),
                "reconstruct": [s for s in sections if s != "train"]}
     wanted = cfg.tasks_from.split(",") if cfg.tasks_from else default.get(cfg.stage, ["train"])
     unknown = [s for s in wanted if s not in sections]
     if unknown:
         raise UserError(f"split {cfg.split!r} has no section {unknown}; it has {list(sections)}")
     return list(dict.fromkeys(t for s in wanted for t in sections[s]))
-
-
-def prepare(cfg, names, tasks, tokenizer, causal=False):
-    """Tokenised rows of every task: train (one row per reference), dev and test (input, references).
-    causal: a decoder-only PLM, whose input has no </s> (the target follows it)."""
-    prepared = []
-    for name in names:
-        split = data.load_task_data(cfg.data_dir, name, cfg.k, cfg.data_seed)
-        if cfg.max_test:
-            split["test"] = split["test"][:cfg.max_test]
-        enc = lambda exs: data.tokenize(tokenizer, [data.format_input(name, e.input, cfg.task_tag) for e in exs],
-                                        cfg.max_input_len, eos=not causal)
-        train_in, pairs = enc(split["train"]), [(i, r) for i, e in enumerate(split["train"]) for r in e.references]
-        targets = data.tokenize(tokenizer, [r for _, r in pairs], cfg.max_target_len)
-        prepared.append({"name": name, "metric": tasks[name].metric,
-                         "train": [(train_in[i], t) for (i, _), t in zip(pairs, targets)],
-                         "dev": list(zip(enc(split["dev"]), [e.references for e in split["dev"]])),
-                         "test": list(zip(enc(split["test"]), [e.references for e in split["test"]]))})
-    return prepared
 
 
 # -----------------------------------------------------------------------------
@@ -180,7 +165,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     trainable = [p for p in params.values() if p.requires_grad]
     groups = [{"tasks": tasks, "params": pnames, "best": -math.inf, "best_step": 0, "bad_evals": 0,
                "done": False, "steps": 0} for tasks, pnames in stage.groups]
-    if not trainable:                                        # reconstruct: scored as it is
+    if not trainable:                                        # reconstruct, untuned: scored as they are
         dev = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(names)), "dev")
         for g in groups:
             g["best"] = sum(dev[k] for k in g["tasks"]) / len(g["tasks"])
@@ -346,7 +331,7 @@ def run(cfg):
         inputs = stages.read_inputs(cfg, names, functools.cache(lambda: plm.model_config(cfg).hidden_size))
         model, tokenizer = plm.load(cfg, device)
         causal = not model.config.is_encoder_decoder
-        prepared = {p["name"]: p for p in prepare(cfg, names, tasks, tokenizer, causal)}
+        prepared = {p["name"]: p for p in data.prepare(cfg, names, tasks, tokenizer, causal)}
         for i, (job_out, job_names) in enumerate(jobs):
             if i and cfg.stage in stages.PER_TASK:             # the last task changed it: a fresh copy
                 model, tokenizer = plm.load(cfg, device)

@@ -119,6 +119,16 @@ def test_truncation_keeps_the_final_eos(tokenizer, max_len):
     assert cut[:-1] == full[:len(cut) - 1]
 
 
+@given(max_len=st.integers(3, 12))
+def test_a_decoder_only_input_keeps_its_answer_boundary_when_cut(tokenizer, max_len):
+    """[x; "\nAnswer:"] cut to max_len keeps the boundary, so the target always follows it."""
+    end = tokenizer(data.CAUSAL_ANSWER, add_special_tokens=False)["input_ids"]
+    text = "sentence: the good film was fun " * 3
+    cut = data.tokenize(tokenizer, [text], max_len + len(end), end)[0]
+    assert cut[-len(end):] == end and len(cut) == max_len + len(end)
+    assert cut[:max_len] == tokenizer(text, add_special_tokens=False)["input_ids"][:max_len]
+
+
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 6), st.integers(1, 4)), min_size=1, max_size=6))
 def test_collate_pads_dynamically(spec):
     rows = [(k, list(range(2, 2 + t)), list(range(5, 5 + l))) for k, t, l in spec]

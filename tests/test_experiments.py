@@ -33,9 +33,10 @@ def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
                                       "T_test(IST)", "T_test(random)"]} <= got
     assert {("cls", ch) for ch in ["T_test^in(IST)", "T_test^out(IST)", "T_test^out(MSF)", "T_test^out(random)"]} <= got
     assert len({c.dim for c in p.cells}) == 2
-    # each job is planned once, PT and FT before anything that reads them, MSF before its IST
+    # each job is planned once, the references (untuned PLM, PT, FT) before anything that reads them,
+    # MSF before its IST
     folders = [j.folder for j in p.jobs]
-    assert len(folders) == len(set(folders)) and folders[:2] == [p.pt.folder, p.ft.folder]
+    assert len(folders) == len(set(folders)) and folders[:3] == [p.untuned.folder, p.pt.folder, p.ft.folder]
     for c in p.cells:
         if "IST" in c.challenge and "random" not in c.challenge:
             msf = next(j for j in p.jobs if j.folder.name == f"msf-d{c.dim}" and j.folder.parent == c.job.folder.parent)
@@ -68,7 +69,7 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
             fake_results(job, scores)
             written[job.folder] = scores
     summary = report.write(p, tmp_path)
-    pt, ft = written[p.pt.folder], written[p.ft.folder]
+    pt, ft, untuned = written[p.pt.folder], written[p.ft.folder], written[p.untuned.folder]
     per_task = [line.split("\t") for line in (tmp_path / "per_task.tsv").read_text().splitlines()[1:]]
     text = (tmp_path / "report.md").read_text()
     for row in summary["rows"]:
@@ -83,7 +84,12 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
         assert f"{row['E_rel_PT']:.2f} ({len(mine)})" in text
         lines = [r for r in per_task if r[:3] == [c.split, c.challenge, str(c.dim)]]
         assert {r[3]: float(r[4]) for r in lines} == pytest.approx(mine, abs=1e-4)
-        assert all(float(r[5]) == pytest.approx(pt[r[3]]) and float(r[6]) == pytest.approx(ft[r[3]]) for r in lines)
+        assert all([float(x) for x in r[5:8]] == pytest.approx([pt[r[3]], ft[r[3]], untuned[r[3]]]) for r in lines)
+    # PT against the untuned PLM, task by task
+    wins = sum(pt[t] > untuned[t] for t in tasks)
+    assert f"PT beats the untuned PLM on {wins} of {len(tasks)} tasks" in text
+    assert all(f"| {t} | {100 * untuned[t]:.1f} | {100 * pt[t]:.1f} | {100 * (pt[t] - untuned[t]):+.1f} |" in text
+               for t in tasks)
     # the missing stage is named, with the command that makes it
     assert "missing" in text and p.jobs[-1].command() in text
     assert (tmp_path / "e_rel.png").stat().st_size > 10_000

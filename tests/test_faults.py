@@ -77,7 +77,8 @@ BAD_OPTIONS = [
     (["--subspace", "pca"], r"unknown --subspace 'pca': choose msf, random"),
     (["--z-init", "ones"], r"unknown --z-init 'ones': choose normal, zeros, mean"),
     (["--prompt-init", "text"], r"unknown --prompt-init 'text'"),
-    (["--stage", "ist", "--init-from-ist", "x"], r"--init-from-ist belongs to --stage pt"),
+    (["--stage", "ist", "--init-from-ist", "x"], r"--init-from-ist and --init-from-peft belong to --stage pt"),
+    (["--stage", "pt", "--init-from-ist", "x", "--init-from-peft", "y"], r"give one of --init-from-ist and --init-from-peft"),
     (["--device", "tpu"], r"--device 'tpu'"),
 ]
 
