@@ -42,6 +42,10 @@ demo: $(VENV)          ## the random split of the paper on the offline world: ru
 paper: $(VENV)         ## Fig. 3-4 and Tables 2-3, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
 	$(PAPER)
 
+real: $(VENV) $(SMOL)  ## PT -> MSF -> IST on the real tasks with SmolLM2: runs/smollm2/report.md (CPU: SPLIT=cls-small)
+	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \
+	    $(if $(call given,RUN),--run $(RUN)) $(ARGS)
+
 check: $(VENV)         ## which tasks of SPLIT have data in DATA
 	$(PY) data.py check --data-dir $(DATA) --split $(SPLIT)
 

@@ -1,15 +1,30 @@
 """
-Benchmark: prompt-tune 20 tasks in one multi-task loop vs the same steps task by task.
+Benchmark of what a user waits for: prompt-tuning N tasks the authors' way and this project's way,
+same tasks, steps, evaluation schedule and decoding.
 
-Both do the same work (every task gets --steps steps of --batch-size rows) with the same frozen
-tiny T5; the multi-task loop puts all tasks' rows into each forward pass. Rounds alternate and the
-median is reported, with the ratio taken inside the same run (these machines are noisy).
-Data: 20 tasks of ../shared/data/crossfit when present, else the offline world's tasks.
+  (a) per task (the authors' procedure, without their grid): one task at a time, its own batches,
+      dev scored by generation every --eval-every steps, test generated at the end;
+  (b) multi-task: one run of all tasks; each step takes every task's rows, and dev and test are
+      generated in batches across tasks.
+Both are train.train, the project's one loop (checkpoints and results written as in a real run).
+Rounds alternate (a) and (b); medians are compared inside one run (these machines are noisy).
 
-    python bench.py            # make bench
+Reported: the whole-procedure ratio and its parts (training steps, dev generation, test generation)
+and training examples/s; the FLOPs of a training step, counted by torch.utils.flop_counter (every
+matmul and attention product of the frozen model's forward, and of its backward to the prompt:
+weight gradients are never computed), as achieved FLOP/s and a fraction of the machine's peak;
+the share of a step's x+y tokens that is padding, in one pass and in length-sorted passes under
+--tokens-per-forward.
+
+    python bench.py                                # make bench: the tiny T5, then the T5-base shape
+    python bench.py --shape base --tasks 100 --rows 8 --device cuda --tokens-per-forward 65536
 """
 import argparse
+import contextlib
+import io
+import re
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,63 +32,176 @@ import torch
 
 import data
 import ipt
+import plm
 import stages
 import train
+import trainstep
 import world
 
 REAL = Path(__file__).resolve().parent.parent / "shared" / "data" / "crossfit"
+# Frozen models with random weights: speed needs no pretrained values. base = t5-base-lm-adapt's shape.
+SHAPES = {"tiny": dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4),
+          "base": dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
+                       feed_forward_proj="gated-gelu", vocab_size=32128)}
+GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}   # dense, FLOP/s
 
 
-def tasks_and_data():
-    if REAL.is_dir():
-        names = sorted(p.name for p in REAL.iterdir() if p.is_dir())[:20]
-        return REAL, names, data.load_tasks(), "real CrossFit files"
+def tasks_and_data(n, real):
+    """n tasks (repeated when fewer exist) of the real CrossFit files, else of the offline world."""
+    if real.is_dir():
+        names = sorted(p.name for p in real.iterdir() if p.is_dir())
+        return real, (names * (n // len(names) + 1))[:n], data.load_tasks(), "real CrossFit files"
     root = world.build()
     tasks = data.load_tasks(root / "tasks.txt")
-    return root / "data", list(tasks)[:20], tasks, "the offline world"
+    return root / "data", (list(tasks) * (n // len(tasks) + 1))[:n], tasks, "the offline world"
 
 
-def steps(cfg, t5, tokenizer, prepared, n_steps):
-    """n_steps of PT over `prepared` in one loop -> seconds."""
-    stage = stages.setup_pt(cfg, t5, tokenizer, [p["name"] for p in prepared], prepared)
-    optimizer = torch.optim.AdamW(stage.module.parameters(), lr=cfg.lr)
+def frozen_t5(shape, vocab, device):
+    from transformers import T5Config, T5ForConditionalGeneration
+    torch.manual_seed(0)
+    config = T5Config(**{"vocab_size": vocab, **SHAPES[shape]}, dropout_rate=0.0, decoder_start_token_id=0,
+                      pad_token_id=0, eos_token_id=1)
+    return ipt.freeze(T5ForConditionalGeneration(config).to(device))
+
+
+class Clock:
+    """Seconds spent in dev and test generation (plm.score_tasks), the rest being training."""
+    def __init__(self, device):
+        self.device, self.spent, self.inner = device, {"dev": 0.0, "test": 0.0}, plm.score_tasks
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def __call__(self, cfg, model, tokenizer, prompts, prepared, tasks, split):
+        self.sync()
+        started = time.perf_counter()
+        out = self.inner(cfg, model, tokenizer, prompts, prepared, tasks, split)
+        self.sync()
+        self.spent[split] += time.perf_counter() - started
+        return out
+
+
+def procedure(cfg, model, tokenizer, prepared, per_task, device):
+    """(a) or (b) once, in a fresh folder -> {"whole", "dev", "test", "train"} seconds."""
+    clock = Clock(device)
+    plm.score_tasks = clock
+    jobs = [[p] for p in prepared] if per_task else [prepared]
+    try:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            clock.sync()
+            started = time.perf_counter()
+            for i, job in enumerate(jobs):
+                stage = stages.setup_pt(cfg, model, tokenizer, [p["name"] for p in job], job)
+                stage.module.to(device)
+                (Path(tmp) / str(i)).mkdir()
+                train.train(cfg, model, tokenizer, stage, job, Path(tmp) / str(i), device)
+            clock.sync()
+            whole = time.perf_counter() - started
+    finally:
+        plm.score_tasks = clock.inner
+    return {"whole": whole, **clock.spent, "train": whole - sum(clock.spent.values())}
+
+
+def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
+    """Mean FLOPs of the first n multi-task steps, and the padded share of their x+y tokens in one
+    pass and in --tokens-per-forward passes."""
+    from torch.utils.flop_counter import FlopCounterMode
+    names = [p["name"] for p in prepared]
+    stage = stages.setup_pt(cfg, model, tokenizer, names, prepared)
+    stage.module.to(device)
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
-    names, active = [p["name"] for p in prepared], list(range(len(prepared)))
-    started = time.perf_counter()
-    for step in range(n_steps):
-        batch = batcher.batch(step, active, names, tokenizer.pad_token_id)
-        train.forward_backward(cfg, t5, stage, batch, len(names), len(active), torch.autocast("cpu", enabled=False))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - started
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    flops, real, one_pass, chunked = 0, 0, 0, 0
+    for step in range(n):
+        batch = batcher.batch(step, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
+        with FlopCounterMode(display=False) as counter:
+            trainstep.forward_backward(cfg, model, stage, batch, len(names), len(names), autocast)
+        flops += counter.get_total_flops() / n
+        lx, ly = batch.attention_mask.sum(1), (batch.labels != ipt.IGNORE).sum(1)
+        real += int((lx + ly).sum())
+        one_pass += batch.input_ids.numel() + batch.labels.numel()
+        chunked += sum(len(rows) * (T + L) for rows, T, L in trainstep.chunks(batch, cfg.tokens_per_forward)
+                       if not isinstance(rows, slice)) or batch.input_ids.numel() + batch.labels.numel()
+    return flops, 1 - real / one_pass, 1 - real / chunked
+
+
+def peak(device):
+    """(FLOP/s, how it was reckoned): the card's bf16 dense peak, or the CPU's fp32 FMA peak."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        hit = next((v for k, v in GPU_PEAK_BF16.items() if k in name), None)
+        return hit, f"{name}, bf16 dense"
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    mhz = max([float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)] or [0.0])
+    lanes = 16 if " avx512f" in info else 8 if " avx2" in info else 4
+    cores = torch.get_num_threads()
+    per_cycle = lanes * 2 * 2                      # fp32 lanes × 2 (FMA) × 2 FMA units a core (assumed)
+    return cores * mhz * 1e6 * per_cycle, (f"{cores} cores × {mhz / 1000:.2f} GHz × {per_cycle} fp32 FLOP/cycle "
+                                           f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}, 2 FMA units)")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=10, help="steps per task per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--shape", choices=list(SHAPES) + ["both"], default="both")
+    p.add_argument("--tasks", type=int, default=0, help="default: 20 (tiny), 4 (base)")
+    p.add_argument("--steps", type=int, default=0, help="steps per task; default: 20 (tiny), 4 (base)")
+    p.add_argument("--eval-every", type=int, default=0, help="default: half the steps")
+    p.add_argument("--rows", type=int, default=4, help="rows per task per step")
+    p.add_argument("--max-test", type=int, default=32, help="test rows per task")
+    p.add_argument("--prompt-len", type=int, default=20)
+    p.add_argument("--tokens-per-forward", type=int, default=0)
+    p.add_argument("--eval", choices=["generate", "rank"], default="generate", help="how dev and test are scored")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", default=str(REAL), help="real CrossFit files; absent: the offline world")
     args = p.parse_args(argv)
-    data_dir, names, tasks, source = tasks_and_data()
-    cfg = train.Config(data_dir=str(data_dir), prompt_len=20, batch_size=args.batch_size, max_input_len=128,
-                       max_target_len=32, lr=0.3)
-    texts = [ex.input for n in names for ex in data.read_examples(data.task_file(data_dir, n, "train"))]
+    device = plm.resolve_device(args.device)
+    for shape in (["tiny", "base"] if args.shape == "both" else [args.shape]):
+        bench(args, shape, device)
+
+
+def bench(args, shape, device):
+    n = args.tasks or {"tiny": 20, "base": 4}[shape]
+    steps = args.steps or {"tiny": 20, "base": 4}[shape]
+    data_dir, names, tasks, source = tasks_and_data(n, Path(args.data_dir))
+    cfg = train.Config(data_dir=str(data_dir), prompt_len=args.prompt_len, batch_size=args.rows, steps=steps,
+                       eval_every=args.eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
+                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, tokens_per_forward=args.tokens_per_forward,
+                       device=str(device))
+    texts = [ex.input for name in dict.fromkeys(names) for ex in data.read_examples(data.task_file(data_dir, name, "train"))]
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
-    torch.manual_seed(0)
-    t5 = ipt.freeze(world.tiny_t5(len(tokenizer), args.d_model, layers=2))
-    prepared = data.prepare(cfg, names, tasks, tokenizer)
-    examples = len(names) * args.steps * args.batch_size
-    print(f"{len(names)} tasks from {source}; T5 d_model {args.d_model}, {sum(p.numel() for p in t5.parameters()):,} "
-          f"frozen parameters; {args.steps} steps × {args.batch_size} rows per task per round; torch threads "
-          f"{torch.get_num_threads()}")
-    multi, single = [], []
+    model = frozen_t5(shape, len(tokenizer), device)
+    prepared = data.prepare(cfg, list(dict.fromkeys(names)), tasks, tokenizer)
+    prepared = [{**prepared[[q["name"] for q in prepared].index(name)], "name": f"{name}#{i}"}
+                for i, name in enumerate(names)]                          # repeated tasks train as distinct ones
+    print(f"\n{shape} T5 ({sum(q.numel() for q in model.parameters()) / 1e6:.1f}M frozen parameters) on {device}"
+          f"{'' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'}: {n} tasks from {source}; "
+          f"{steps} steps × {args.rows} rows a task, dev every {cfg.eval_every}, test ≤ {args.max_test} rows a task; "
+          f"P = {args.prompt_len}; " + (f"greedy generation ≤ {cfg.max_target_len} tokens" if args.eval == "generate"
+                                      else "cls tasks by rank classification, the others by generation"))
+    runs = {"per task": [], "multi-task": []}
     for r in range(args.rounds):
-        multi.append(examples / steps(cfg, t5, tokenizer, prepared, args.steps))
-        single.append(examples / sum(steps(cfg, t5, tokenizer, [p], args.steps) for p in prepared))
-        print(f"round {r + 1}: multi-task {multi[-1]:7.1f} ex/s | task by task {single[-1]:7.1f} ex/s")
-    m, s = statistics.median(multi), statistics.median(single)
-    print(f"median: multi-task {m:.1f} ex/s, task by task {s:.1f} ex/s, ratio {m / s:.2f}x")
+        for name, per_task in (("per task", True), ("multi-task", False)):
+            runs[name].append(procedure(cfg, model, tokenizer, prepared, per_task, device))
+        print(f"round {r + 1}: per task {runs['per task'][-1]['whole']:.1f} s, multi-task {runs['multi-task'][-1]['whole']:.1f} s")
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()}
+    a, b = med["per task"], med["multi-task"]
+    print(f"{'median seconds':<18}{'per task':>10}{'multi-task':>12}{'ratio':>8}")
+    for k, label in (("whole", "whole procedure"), ("train", "  training steps"), ("dev", "  dev generation"),
+                     ("test", "  test generation")):
+        print(f"{label:<18}{a[k]:>10.2f}{b[k]:>12.2f}{a[k] / max(b[k], 1e-9):>7.2f}x")
+    examples = n * steps * args.rows
+    print(f"training examples/s: per task {examples / a['train']:.1f}, multi-task {examples / b['train']:.1f}")
+    flops, pad_one, pad_chunked = step_flops_and_padding(cfg, model, tokenizer, prepared, device)
+    achieved = flops * steps / b["train"]
+    top, how = peak(device)
+    print(f"a multi-task step: {flops / 1e9:.1f} GFLOP; achieved {achieved / 1e9:.1f} GFLOP/s in the training part"
+          + (f" = {100 * achieved / top:.1f}% of peak {top / 1e12:.2f} TFLOP/s ({how})" if top else f" ({how}: peak unknown)"))
+    print(f"padding: {100 * pad_one:.0f}% of a multi-task step's x+y tokens in one pass"
+          + (f", {100 * pad_chunked:.0f}% in passes of ≤ {args.tokens_per_forward} tokens" if args.tokens_per_forward else ""))
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
 
 
 if __name__ == "__main__":

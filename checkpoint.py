@@ -149,10 +149,10 @@ def read_peft(folder):
 
 
 def optimizer_tensors(optimizer):
-    """The optimiser's per-parameter state as flat named tensors: opt.<index>.<name>
-    (Adam: exp_avg, exp_avg_sq, step)."""
-    return {f"opt.{i}.{key}": value for i, state in optimizer.state_dict()["state"].items()
-            for key, value in state.items() if torch.is_tensor(value)}
+    """The optimiser's per-parameter state as flat named tensors: opt.<index>.<name> (Adam: exp_avg,
+    exp_avg_sq, step; Adafactor: factored moments, and step and RMS as plain numbers, kept as 0-d tensors)."""
+    return {f"opt.{i}.{key}": value if torch.is_tensor(value) else torch.tensor(value, dtype=torch.float64)
+            for i, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
 
 
 def restore_optimizer(optimizer, tensors):

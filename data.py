@@ -234,7 +234,11 @@ def prepare(cfg, names, tasks, tokenizer, causal=False):
                                    cfg.max_input_len, end)
         train_in, pairs = enc(split["train"]), [(i, r) for i, e in enumerate(split["train"]) for r in e.references]
         targets = tokenize(tokenizer, [target.format(r) for _, r in pairs], cfg.max_target_len)
+        classes = list(dict.fromkeys(r for e in split["train"] + split["dev"] for r in e.references))
         prepared.append({"name": name, "metric": tasks[name].metric,
+                         # a cls task's label set, for rank classification (--eval rank)
+                         "options": tokenize(tokenizer, [target.format(c) for c in classes], cfg.max_target_len)
+                         if tasks[name].type == "cls" else [],
                          "train": [(train_in[i], t) for (i, _), t in zip(pairs, targets)],
                          "dev": list(zip(enc(split["dev"]), [e.references for e in split["dev"]])),
                          "test": list(zip(enc(split["test"]), [e.references for e in split["test"]]))})

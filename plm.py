@@ -114,11 +114,38 @@ def predict(cfg, model, tokenizer, prompts, rows):
     return out
 
 
+@torch.no_grad()
+def rank(cfg, model, tokenizer, prompts, rows, prepared):
+    """Rank classification: each row's answer is the option (a class of its task) with the highest
+    log-likelihood, summed over its tokens, </s> included. One forward per row and option, no decoding."""
+    pairs = [(i, option) for i, (k, _) in enumerate(rows) for option in prepared[k]["options"]]
+    scores = []
+    for start in range(0, len(pairs), cfg.eval_batch_size):
+        chunk = pairs[start:start + cfg.eval_batch_size]
+        batch = data.collate([(rows[i][0], rows[i][1], o) for i, o in chunk], tokenizer.pad_token_id).to(model.device)
+        losses = ipt.token_losses(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask, batch.labels)
+        scores += (-losses.float().sum(1)).tolist()                     # log p(option | prompt, x)
+    best = {}
+    for (i, option), score in zip(pairs, scores):
+        if i not in best or score > best[i][0]:
+            best[i] = (score, option)
+    return [tokenizer.decode(best[i][1], skip_special_tokens=True).strip() for i in range(len(rows))]
+
+
 def score_tasks(cfg, model, tokenizer, prompts, prepared, tasks, split):
-    """{task index: metric on `split`} for the given tasks, generated in one batched pass."""
+    """{task index: metric on `split`} for the given tasks, generated in one batched pass
+    (--eval rank: cls tasks by rank classification, the others still generated)."""
     model.eval()
     rows = [(k, ids) for k in tasks for ids, _ in prepared[k][split]]
-    preds = predict(cfg, model, tokenizer, prompts, rows)
+    ranked = [cfg.eval == "rank" and bool(prepared[k]["options"]) for k, _ in rows]
+    preds = [None] * len(rows)
+    for by_rank in (False, True):
+        picked = [i for i in range(len(rows)) if ranked[i] == by_rank]
+        if picked:
+            answer = rank(cfg, model, tokenizer, prompts, [rows[i] for i in picked], prepared) if by_rank else \
+                predict(cfg, model, tokenizer, prompts, [rows[i] for i in picked])
+            for i, text in zip(picked, answer):
+                preds[i] = text
     scores, i = {}, 0
     for k in tasks:
         refs = [list(r) for _, r in prepared[k][split]]

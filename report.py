@@ -107,16 +107,18 @@ def against_untuned(refs):
 
 
 def figure3(rows, p, path):
-    """Six panels as the paper's Fig. 3: one row per split, E_rel^PT left and E_rel^FT right.
+    """Six panels as the paper's Fig. 3: one row per split, E_rel^PT left and E_rel^FT right
+    (without a fine-tuning run, the left column alone).
     Colour says the method (MSF, IST, random subspace), the line which tasks: solid T_train
     (dash-dot: resampled data), dashed T_test or T_test^in, dotted T_test^out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     splits, dims = list(p.meta["splits"]), p.meta["dims"]
-    fig, axes = plt.subplots(len(splits), 2, figsize=(12, 3.8 * len(splits)), squeeze=False)
+    refs = ("PT", "FT") if p.ft else ("PT",)                             # no fine-tuning run: no empty panels
+    fig, axes = plt.subplots(len(splits), len(refs), figsize=(6 * len(refs), 3.8 * len(splits)), squeeze=False)
     for i, split in enumerate(splits):
-        for j, ref in enumerate(("PT", "FT")):
+        for j, ref in enumerate(refs):
             ax, top = axes[i][j], 1.2
             for ch in challenges(rows, split):
                 ys = [lookup(rows, split, ch, d) for d in dims]
@@ -136,9 +138,9 @@ def figure3(rows, p, path):
                             xytext=(3, 4), textcoords="offset points", fontsize=8)   # the bottom stays empty
             ax.axhline(1.0, color="grey", linewidth=0.5)
             what = "prompt tuning" if ref == "PT" else "fine-tuning"
-            ax.set(title=f"({chr(97 + 2 * i + j)}) {split} split: E_rel against {what}",
+            ax.set(title=f"({chr(97 + len(refs) * i + j)}) {split} split: E_rel against {what}",
                    xlabel="intrinsic dimension d_I", ylabel=f"E_rel^{ref}", xticks=dims, ylim=(0, top))
-            if j == 1:
+            if j == len(refs) - 1:
                 ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

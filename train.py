@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 import checkpoint
 import data
-import ipt
 import plm
 import stages
+import trainstep
 from data import UserError
 
 
@@ -68,6 +68,7 @@ class Config:
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
     batch_size: int = opt(8, "rows per task per step (largest of the authors' grid 2/4/8)")
     lr: float = opt(0.0, "peak learning rate; 0: the stage's default (see STAGE_LR)")
+    optimizer: str = opt("adamw", "adamw | adafactor (Lester et al.'s: lr 0.3, no relative step, no parameter scaling)")
     warmup: float = opt(0.06, "fraction of steps of linear warm-up, then linear decay (the authors' schedule)")
     clip: float = opt(1.0, "gradient-norm clip, per task where tasks own their tensors; 0: none")
     label_smoothing: float = opt(0.0, "the authors used 0.1")
@@ -75,10 +76,13 @@ class Config:
     patience: int = opt(0, "stop a task after this many evaluations without a better dev score; 0: never")
     max_input_len: int = opt(412, "input tokens kept, </s> included (the authors' 512 minus 100 prompt rows)")
     max_target_len: int = opt(64, "target tokens kept, and the generation limit (the authors' 64)")
+    eval: str = opt("generate", "generate: decode answers (CrossFit's) | rank: cls tasks pick the most likely "
+                                "class (rank classification: no decoding), the others still generate")
     num_beams: int = opt(1, "beams for dev/test generation (the authors' 4; greedy is ~4x cheaper)")
     eval_batch_size: int = opt(64, "rows per generation batch")
     max_test: int = opt(0, "score at most this many test examples per task (first ones); 0: all")
-    rows_per_forward: int = opt(0, "split a step's rows into forward passes of this size (same gradient); 0: one pass")
+    tokens_per_forward: int = opt(0, "forward a step's rows in length-sorted passes of at most this many padded x+y "
+                                     "tokens (same gradient, less padding and memory); 0: one pass")
     task_tag: bool = opt(False, "prepend ' [task] ' to inputs as the authors did (leaks task identity)")
     device: str = opt("", "cpu | cuda | cuda:N; empty: cuda when present (with bf16 autocast)")
 
@@ -86,14 +90,14 @@ class Config:
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "subspace": ("msf", "random"), "prompt_init": ("normal", "vocab", "labels"),
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "subspace": ("msf", "random"), "prompt_init": ("normal", "vocab", "labels"),
                    "z_init": ("normal", "zeros", "mean")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
         at_least = {"k": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "prompt_len": 1, "intrinsic_dim": 1,
                     "max_input_len": 1, "max_target_len": 1, "num_beams": 1, "eval_batch_size": 1,
-                    "ae_hidden": 0, "patience": 0, "max_test": 0, "rows_per_forward": 0, "seed": 0,
+                    "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0,
                     "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
@@ -117,7 +121,7 @@ class Config:
 STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 1e-2, "untuned": 0.0}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
-OPERATIONAL = {"device", "eval_batch_size", "rows_per_forward", "allow_missing"}
+OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing"}
 
 
 def parse_args(argv=None):
@@ -153,12 +157,6 @@ def select_tasks(cfg, tasks):
 # -----------------------------------------------------------------------------
 # The loop, written once
 
-def lr_at(cfg, step):
-    """Linear warm-up over the first `warmup` of the steps, then linear decay to 0."""
-    warm = max(1, int(cfg.warmup * cfg.steps))
-    return (step + 1) / warm if step < warm else max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
-
-
 def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     names = [p["name"] for p in prepared]
     params = dict(stage.module.named_parameters())
@@ -170,7 +168,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
         for g in groups:
             g["best"] = sum(dev[k] for k in g["tasks"]) / len(g["tasks"])
         return finish(cfg, model, tokenizer, stage, prepared, groups, {}, out, note)
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
+    optimizer = trainstep.make_optimizer(cfg, trainable)
     best = {n: params[n].detach().clone() for g in groups for n in g["params"]}
     step = 0
     ckpt = out / "checkpoint.safetensors"
@@ -198,10 +196,10 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
         active = [k for g in groups if not g["done"] for k in g["tasks"]]
         batch = batcher.batch(step, active, names, tokenizer.pad_token_id).to(device)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_at(cfg, step)
+            group["lr"] = cfg.lr * trainstep.lr_at(cfg, step)
         if stage.module is model:
             model.train()
-        loss = forward_backward(cfg, model, stage, batch, len(names), len(active), autocast)
+        loss = trainstep.forward_backward(cfg, model, stage, batch, len(names), len(active), autocast)
         if not math.isfinite(loss):
             raise UserError(f"loss is {loss} at step {step} (tasks {', '.join(names[k] for k in active[:5])}…). "
                             f"{'The checkpoint ' + str(ckpt) + ' holds the last evaluation.' if ckpt.is_file() else ''}"
@@ -242,27 +240,6 @@ def trim_log(path, step):
     if path.is_file():
         kept = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
         path.write_text("".join(r + "\n" for r in kept))
-
-
-def forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast):
-    """Backpropagate the stage's loss over the step's rows, in chunks of --rows-per-forward.
-    Each task's loss is its token mean over the whole step, so chunking leaves the gradient as is."""
-    tokens = (batch.labels != ipt.IGNORE).float().sum(1)
-    count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens).clamp(min=1)   # (K,)
-    weight = stage.task_weight(num_active) if stage.task_weight else 1.0
-    chunk = cfg.rows_per_forward or batch.input_ids.size(0)
-    total = 0.0
-    for start in range(0, batch.input_ids.size(0), chunk):
-        rows = slice(start, start + chunk)
-        with autocast:
-            losses = ipt.token_losses(model, stage.prompts(batch.task_idx[rows]), batch.input_ids[rows],
-                                      batch.attention_mask[rows], batch.labels[rows], cfg.label_smoothing)
-        loss = weight * (losses.sum(1) / count[batch.task_idx[rows]]).sum()          # Σ_k w·mean_k
-        if start == 0 and stage.extra_loss:
-            loss = loss + stage.extra_loss(batch.task_idx.unique())
-        loss.backward()
-        total += loss.item()
-    return total
 
 
 def select(cfg, groups, dev, params, best, step):

@@ -42,3 +42,10 @@ def tiny_llama(seed=0, vocab=VOCAB, hidden=H):
 def llama():
     from ipt import freeze
     return freeze(tiny_llama())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The end-to-end tests' tiny tasks and tiny T5 (test_train.make_world), one per test module."""
+    from test_train import make_world
+    return make_world(tmp_path_factory.mktemp("world"))

@@ -18,6 +18,7 @@ import data
 import evaluate
 import plm
 import train
+import trainstep
 from test_train import args, make_world, results
 
 
@@ -69,7 +70,7 @@ BAD_OPTIONS = [
     (["--ae-hidden", "-1"], r"--ae-hidden must be a number ≥ 0"),
     (["--patience", "-1"], r"--patience must be a number ≥ 0"),
     (["--max-test", "-1"], r"--max-test must be a number ≥ 0"),
-    (["--rows-per-forward", "-1"], r"--rows-per-forward must be a number ≥ 0"),
+    (["--tokens-per-forward", "-1"], r"--tokens-per-forward must be a number ≥ 0"),
     (["--clip", "-1"], r"--clip must be a number ≥ 0"),
     (["--warmup", "1.5"], r"--warmup must be in \[0, 1\), got 1.5"),
     (["--label-smoothing", "-0.1"], r"--label-smoothing must be in \[0, 1\)"),
@@ -77,6 +78,7 @@ BAD_OPTIONS = [
     (["--subspace", "pca"], r"unknown --subspace 'pca': choose msf, random"),
     (["--z-init", "ones"], r"unknown --z-init 'ones': choose normal, zeros, mean"),
     (["--prompt-init", "text"], r"unknown --prompt-init 'text'"),
+    (["--optimizer", "sgd"], r"unknown --optimizer .sgd.: choose adamw, adafactor"),
     (["--stage", "ist", "--init-from-ist", "x"], r"--init-from-ist and --init-from-peft belong to --stage pt"),
     (["--stage", "pt", "--init-from-ist", "x", "--init-from-peft", "y"], r"give one of --init-from-ist and --init-from-peft"),
     (["--device", "tpu"], r"--device 'tpu'"),
@@ -315,3 +317,29 @@ def test_ist_names_the_missing_subspace_even_when_the_model_is_unreachable(world
 def test_data_check_names_a_missing_data_folder(tmp_path):
     with pytest.raises(SystemExit, match=r"--data-dir .*absent is not a folder"):
         data.main(["check", "--data-dir", str(tmp_path / "absent")])
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor"])
+def test_optimizer_state_survives_a_checkpoint_exactly(name, tmp_path):
+    """Saved after 3 steps and restored into a fresh optimiser, the next steps are bit-identical
+    to those of the optimiser never interrupted (Adafactor's step count is a plain number)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 6)), torch.nn.Parameter(torch.randn(5))]
+    cfg = train.Config(optimizer=name, lr=0.3)
+    grads = [[torch.randn_like(p) for p in params] for _ in range(5)]
+
+    def steps(opt, ps, which):
+        for i in which:
+            for p, g in zip(ps, grads[i]):
+                p.grad = g.clone()
+            opt.step()
+
+    first = trainstep.make_optimizer(cfg, params)
+    steps(first, params, range(3))
+    checkpoint.save(tmp_path / "c.safetensors", checkpoint.optimizer_tensors(first))
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    second = trainstep.make_optimizer(cfg, copies)
+    checkpoint.restore_optimizer(second, checkpoint.load(tmp_path / "c.safetensors")[0])
+    steps(first, params, range(3, 5))
+    steps(second, copies, range(3, 5))
+    assert all(torch.equal(a, b) for a, b in zip(params, copies))

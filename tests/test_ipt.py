@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import ipt
+import stages
 from conftest import H, VOCAB, tiny_t5
 
 seeds = st.integers(0, 2**31 - 1)
@@ -232,3 +233,33 @@ def test_freeze_leaves_nothing_trainable_and_turns_dropout_off():
     t5 = tiny_t5(seed=2).train()
     assert ipt.freeze(t5) is t5 and not t5.training
     assert not any(p.requires_grad for p in t5.parameters())
+
+
+# --- trainstep.forward_backward: length-sorted passes under a token budget ---------------------------
+
+@pytest.mark.parametrize("kind", ["t5", "llama"])
+@given(B=st.integers(1, 9), budget=st.integers(1, 60), stage=st.sampled_from(["pt", "msf"]), seed=seeds)
+def test_chunked_step_has_the_gradient_of_one_pass(t5, llama, kind, B, budget, stage, seed):
+    """--tokens-per-forward changes how a step is computed, not what: the loss and every gradient
+    equal one pass over the whole padded batch, and every row is used exactly once."""
+    import train
+    import trainstep
+    from data import Batch
+    plm, g, K = {"t5": t5, "llama": llama}[kind], torch.Generator().manual_seed(seed), 3
+    ids, mask, labels = random_batch(g, B, 8, 4)
+    labels[torch.arange(4) >= torch.randint(1, 5, (B, 1), generator=g)] = ipt.IGNORE     # ragged targets
+    batch = Batch(ids, mask, labels, torch.randint(0, K, (B,), generator=g))
+    module = make_stage(stage, plm, K, 3, 2, g)
+    st_ = stages.Stage(module, module, [], task_weight=(lambda n: 1 / n) if stage == "msf" else None,
+                       extra_loss=(lambda tasks: module.reconstruction_error(tasks)) if stage == "msf" else None)
+    results = []
+    for tokens in (0, budget):
+        cfg = train.Config(tokens_per_forward=tokens)
+        loss = trainstep.forward_backward(cfg, plm, st_, batch, K, K, torch.autocast("cpu", enabled=False))
+        results.append((loss, {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}))
+        module.zero_grad(set_to_none=True)
+    (one, g1), (chunked, g2) = results
+    assert chunked == pytest.approx(one, rel=1e-5) and g1.keys() == g2.keys()
+    assert all(torch.allclose(g1[n], g2[n], atol=1e-6, rtol=1e-4) for n in g1)
+    rows = [i for r, _, _ in trainstep.chunks(batch, budget) for i in r]
+    assert sorted(rows) == list(range(B))

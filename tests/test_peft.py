@@ -10,7 +10,7 @@ import checkpoint
 import ipt
 import train
 from conftest import H, VOCAB
-from test_train import args, metrics, world  # noqa: F401 (world: fixture)
+from test_train import args, metrics
 
 peft = pytest.importorskip("peft", reason="peft is a test requirement (requirements-dev.txt)")
 
@@ -96,3 +96,17 @@ def test_exported_prompts_start_prompt_tuning_where_they_left_off(world, tmp_pat
     first = metrics(world / "runs" / "peft" / "pt-from-ad" / "metrics.jsonl")[0]
     best = float(open(world / "runs" / "peft" / "pt-s100-test" / "results.tsv").read().splitlines()[1].split("\t")[2])
     assert first["dev"]["second-word"] == pytest.approx(best)
+
+
+@pytest.mark.slow
+def test_an_ist_solution_exports_as_its_prompt(world, tmp_path):
+    """export_peft --from <IST folder>: the adapter holds Proj_b(z) of the task's best z."""
+    import export_peft
+    import stages
+    for stage in ("pt", "msf", "ist"):
+        train.main(args(world, "peft-ist", "--stage", stage, steps=10))
+    ist = world / "runs" / "peft-ist" / "ist-d3-s100-default"
+    export_peft.main(["--from", str(ist), "--task", "has-cat", "--out", str(tmp_path / "ad")])
+    z, autoencoder = stages.load_ist_solution(ist, ["has-cat"])
+    with torch.no_grad():
+        assert torch.allclose(checkpoint.read_peft(tmp_path / "ad" / "has-cat"), autoencoder.decode(z)[0])

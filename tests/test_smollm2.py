@@ -38,3 +38,11 @@ def test_smollm2_prompt_tunes_a_real_task(tmp_path):
     result = dict(zip(header, row))
     assert result["task"] == "glue-sst2" and 0 <= float(result["test"]) <= 1
     assert json.loads((out / "config.json").read_text())["model"] == "smollm2"
+
+
+def test_a_gguf_file_is_its_folder_and_name(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    assert plm.locate(str(tmp_path / "m.gguf")) == (str(tmp_path), "m.gguf")
+    assert plm.locate("google/t5-base-lm-adapt") == ("google/t5-base-lm-adapt", None)
+    with pytest.raises(plm.data.UserError, match="no such file"):
+        plm.locate(str(tmp_path / "absent.gguf"))

@@ -9,6 +9,7 @@ import torch
 import checkpoint
 import data
 import train
+import trainstep
 from conftest import tiny_t5
 
 WORDS = "red blue green cat dog sun moon tree fish bird".split()
@@ -40,11 +41,6 @@ def make_world(root):
     t5 = tiny_t5(seed=3, vocab=len(tokenizer), d_model=16)
     t5.save_pretrained(root / "model")
     return root
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return make_world(tmp_path_factory.mktemp("world"))
 
 
 def args(world, run, *extra, steps=40):
@@ -221,8 +217,8 @@ def test_missing_tasks_are_loud_unless_allowed(world):
 
 
 def test_nan_loss_stops_with_advice(world, monkeypatch):
-    real = train.ipt.token_losses
-    monkeypatch.setattr(train.ipt, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = trainstep.ipt.token_losses
+    monkeypatch.setattr(trainstep.ipt, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(SystemExit, match=r"loss is nan at step 0.*Lower --lr"):
         train.main(args(world, "nan", "--stage", "pt", "--task", "first-word"))
 

@@ -1,0 +1,62 @@
+"""
+One training step, the part of the loop that touches the frozen model: the optimiser, the learning
+rate schedule, and the stage's loss backpropagated over the step's rows (in length-sorted passes
+under a token budget, with the gradient of one pass).
+"""
+import torch
+
+import ipt
+
+
+def lr_at(cfg, step):
+    """Linear warm-up over the first `warmup` of the steps, then linear decay to 0."""
+    warm = max(1, int(cfg.warmup * cfg.steps))
+    return (step + 1) / warm if step < warm else max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+
+
+def make_optimizer(cfg, params):
+    """AdamW, or the Adafactor of Lester et al. (fixed lr, no relative step, no parameter scaling).
+    Both keep state per tensor, and every task owns its tensors: a task trains as it would alone."""
+    if cfg.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+        return Adafactor(params, lr=cfg.lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+
+def forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast):
+    """Backpropagate the stage's loss over the step's rows, in forward passes of at most
+    --tokens-per-forward padded tokens (`chunks`). Each task's loss is its token mean over the
+    whole step, so chunking leaves the gradient as it is. -> the loss (one host sync)."""
+    tokens = (batch.labels != ipt.IGNORE).float().sum(1)
+    count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens).clamp(min=1)   # (K,)
+    weight = stage.task_weight(num_active) if stage.task_weight else 1.0
+    total = 0.0
+    for i, (rows, T, L) in enumerate(chunks(batch, cfg.tokens_per_forward)):
+        task_idx, labels = batch.task_idx[rows], batch.labels[rows, :L]
+        with autocast:
+            losses = ipt.token_losses(model, stage.prompts(task_idx), batch.input_ids[rows, :T],
+                                      batch.attention_mask[rows, :T], labels, cfg.label_smoothing)
+        loss = weight * (losses.sum(1) / count[task_idx]).sum()                      # Σ_k w·mean_k
+        if i == 0 and stage.extra_loss:
+            loss = loss + stage.extra_loss(batch.task_idx.unique())
+        loss.backward()
+        total = total + loss.detach()
+    return float(total)
+
+
+def chunks(batch, budget):
+    """The step's rows as forward passes: [(row indices, input width T, target width L)].
+    budget 0: one pass as collated. Else rows sorted by length and cut so that each pass pads at
+    most `budget` tokens of x and y (the prompt comes on top; a longer row goes alone): a short
+    row is padded to its neighbours' length, not to the step's longest."""
+    lx, ly = batch.attention_mask.sum(1).tolist(), (batch.labels != ipt.IGNORE).sum(1).tolist()
+    if not budget:
+        return [(slice(None), batch.input_ids.size(1), batch.labels.size(1))]
+    out, rows, T, L = [], [], 0, 0
+    for i in sorted(range(len(lx)), key=lambda i: (lx[i] + ly[i], i)):
+        t, l = max(T, lx[i]), max(L, ly[i])
+        if rows and (len(rows) + 1) * (t + l) > budget:
+            out.append((rows, T, L))
+            rows, t, l = [], lx[i], ly[i]
+        rows, T, L = rows + [i], t, l
+    return out + [(rows, T, L)]
