@@ -172,8 +172,11 @@ def pca2(z):
 
 def nearest_centroid_accuracy(z, labels):
     """Leave-one-out nearest-centroid accuracy of `labels` from the rows of z: 1.0 when every
-    point is nearer its own group's centre than any other's (a number for "separates")."""
+    point is nearer its own group's centre than any other's (a number for "separates"); nan with
+    fewer than two groups (a split of one kind has nothing to separate)."""
     groups = sorted(set(labels))
+    if len(groups) < 2:
+        return math.nan
     right = 0
     for i in range(len(labels)):
         centres = {g: torch.stack([z[j] for j in range(len(labels)) if labels[j] == g and j != i]).mean(0)
@@ -251,8 +254,9 @@ def write(p, out, seconds=None):
         summary["pca"] = separation(vectors[0], vectors[1], tasks)
         lines += ["![Fig. 4](pca.png)", "",
                   "Leave-one-out nearest-centroid accuracy from z (1.0: every task nearer its own group's centre): "
-                  f"cls vs non-cls {summary['pca']['kind']:.2f}; categories within cls "
-                  f"{summary['pca']['category_cls']:.2f}, within non-cls {summary['pca']['category_noncls']:.2f}.", ""]
+                  "cls vs non-cls {kind}; categories within cls {category_cls}, within non-cls {category_noncls} "
+                  "(n/a: fewer than two groups).".format(**{k: "n/a" if math.isnan(v) else f"{v:.2f}"
+                                                          for k, v in summary["pca"].items()}), ""]
     else:
         lines += ["missing: the IST run of the first split at the largest d_I.", ""]
     missing = [j for j in p.jobs if not j.done()]

@@ -2,6 +2,8 @@
 every number in the report equals its recomputation from the results files; a missing run is
 named with its command; the PCA helpers; and the whole runner on real CrossFit files."""
 
+import math
+
 import pytest
 import torch
 
@@ -108,6 +110,14 @@ def test_pca_of_known_points():
     assert share[0] == pytest.approx(1.0) and torch.allclose(coords[:, 0].abs(), torch.tensor([1.0, 2, 1, 2]))
     assert report.nearest_centroid_accuracy(z, ["a", "a", "b", "b"]) == 1.0
     assert report.nearest_centroid_accuracy(z, ["a", "b", "a", "b"]) == 0.0
+    assert math.isnan(report.nearest_centroid_accuracy(z, ["a"] * 4))       # one group: nothing to separate
+
+
+def test_a_split_of_one_kind_reports_no_separation_of_kinds():
+    tasks = {n: data.Task(n, "ACC", "cls", f"cls/{c}") for n, c in zip("wxyz", ["p", "p", "q", "q"])}
+    z = torch.tensor([[0.0, 1], [0, 1.1], [5, 0], [5.1, 0]])
+    got = report.separation(list("wxyz"), z, tasks)
+    assert math.isnan(got["kind"]) and got["category_cls"] == 1.0 and math.isnan(got["category_noncls"])
 
 
 @pytest.mark.slow
