@@ -22,6 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+import distributed
+
 
 class CheckpointError(ValueError):
     """A file on disk that is missing, damaged, busy or does not fit; the message says what to do."""
@@ -37,7 +39,10 @@ def _fsync_dir(folder):
 
 def _replace_durably(write, path, keep_previous=False):
     """write(tmp path) then rename over `path`, with fsyncs so the rename survives a power cut.
-    A failing write (full disk, I/O error) leaves the old file as it was and says so."""
+    A failing write (full disk, I/O error) leaves the old file as it was and says so.
+    Under torchrun, rank 0 alone writes (every rank holds the same state)."""
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -175,6 +180,8 @@ class Lock:
         self.file = None
 
     def __enter__(self):
+        if not distributed.is_main():                        # under torchrun, rank 0 holds it for all
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "a+")
         try:
@@ -193,5 +200,6 @@ class Lock:
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+        if self.file:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()

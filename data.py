@@ -255,6 +255,9 @@ class Batch:
     def to(self, device):
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.task_idx)))
 
+    def rows(self, index):
+        return Batch(*(t[index] for t in (self.input_ids, self.attention_mask, self.labels, self.task_idx)))
+
 
 def collate(rows, pad_id):
     """rows: [(task_idx, input ids, target ids)] -> Batch, padded to the longest row (dynamic padding)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 import data
+import distributed
 import evaluate
 import ipt
 
@@ -138,14 +139,14 @@ def score_tasks(cfg, model, tokenizer, prompts, prepared, tasks, split):
     model.eval()
     rows = [(k, ids) for k in tasks for ids, _ in prepared[k][split]]
     ranked = [cfg.eval == "rank" and bool(prepared[k]["options"]) for k, _ in rows]
-    preds = [None] * len(rows)
+    part = {}                                                          # this rank's rows (all, alone)
     for by_rank in (False, True):
-        picked = [i for i in range(len(rows)) if ranked[i] == by_rank]
+        picked = [i for i in distributed.mine(len(rows)) if ranked[i] == by_rank]
         if picked:
             answer = rank(cfg, model, tokenizer, prompts, [rows[i] for i in picked], prepared) if by_rank else \
                 predict(cfg, model, tokenizer, prompts, [rows[i] for i in picked])
-            for i, text in zip(picked, answer):
-                preds[i] = text
+            part.update(zip(picked, answer))
+    preds = distributed.gather(part, len(rows))
     scores, i = {}, 0
     for k in tasks:
         refs = [list(r) for _, r in prepared[k][split]]

@@ -16,6 +16,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 import checkpoint
 import data
+import distributed
 import plm
 import stages
 import trainstep
@@ -188,7 +190,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     n_all = n_train + (0 if stage.module is model else sum(p.numel() for p in model.parameters()))
     tqdm.write(f"{cfg.stage}: {len(names)} tasks | trainable: {n_train:,} || all: {n_all:,} "
                f"({100 * n_train / n_all:.4f}%) | lr {cfg.lr}")
-    log = (out / "metrics.jsonl").open("a")
+    log = (out / "metrics.jsonl").open("a") if distributed.is_main() else open(os.devnull, "w")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.stage} {out.name}", dynamic_ncols=True, disable=None)
     losses, started = [], time.time()
@@ -237,7 +239,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
 
 def trim_log(path, step):
     """Keep the metrics records up to `step` (those a checkpoint covers); none on a fresh start."""
-    if path.is_file():
+    if path.is_file() and distributed.is_main():
         kept = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
         path.write_text("".join(r + "\n" for r in kept))
 
@@ -283,7 +285,7 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
 # A run: every check that needs no model first, then the model, then the loop
 
 def run(cfg):
-    device = plm.resolve_device(cfg.device)
+    device = distributed.setup(plm.resolve_device(cfg.device))
     data.require_data_dir(cfg.data_dir, cfg.k)
     tasks = data.load_tasks(cfg.tasks_file)
     names = select_tasks(cfg, tasks)

@@ -5,6 +5,7 @@ under a token budget, with the gradient of one pass).
 """
 import torch
 
+import distributed
 import ipt
 
 
@@ -25,23 +26,28 @@ def make_optimizer(cfg, params):
 
 def forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast):
     """Backpropagate the stage's loss over the step's rows, in forward passes of at most
-    --tokens-per-forward padded tokens (`chunks`). Each task's loss is its token mean over the
-    whole step, so chunking leaves the gradient as it is. -> the loss (one host sync)."""
+    --tokens-per-forward padded tokens (`chunks`); under torchrun, this rank's share of the rows,
+    the gradients then summed over the ranks. Each task's loss is its token mean over the whole
+    step, so chunking and sharing leave the gradient as it is. -> the loss (one host sync)."""
     tokens = (batch.labels != ipt.IGNORE).float().sum(1)
     count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens).clamp(min=1)   # (K,)
     weight = stage.task_weight(num_active) if stage.task_weight else 1.0
+    in_step = batch.task_idx.unique()
+    if distributed.world() > 1:
+        batch = batch.rows(distributed.mine(batch.input_ids.size(0)))
     total = 0.0
-    for i, (rows, T, L) in enumerate(chunks(batch, cfg.tokens_per_forward)):
+    for i, (rows, T, L) in enumerate(chunks(batch, cfg.tokens_per_forward) if len(batch.task_idx) else []):
         task_idx, labels = batch.task_idx[rows], batch.labels[rows, :L]
         with autocast:
             losses = ipt.token_losses(model, stage.prompts(task_idx), batch.input_ids[rows, :T],
                                       batch.attention_mask[rows, :T], labels, cfg.label_smoothing)
         loss = weight * (losses.sum(1) / count[task_idx]).sum()                      # Σ_k w·mean_k
-        if i == 0 and stage.extra_loss:
-            loss = loss + stage.extra_loss(batch.task_idx.unique())
+        if i == 0 and stage.extra_loss and distributed.is_main():                   # once, not once a rank
+            loss = loss + stage.extra_loss(in_step)
         loss.backward()
         total = total + loss.detach()
-    return float(total)
+    distributed.all_reduce_grads([p for p in stage.module.parameters() if p.requires_grad])
+    return distributed.sum_scalar(float(total))
 
 
 def chunks(batch, budget):
