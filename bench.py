@@ -116,7 +116,7 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
     for step in range(n):
         batch = batcher.batch(step, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
         with FlopCounterMode(display=False) as counter:
-            trainstep.forward_backward(cfg, model, stage, batch, len(names), len(names), autocast)
+            trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), len(names), autocast)
         flops += counter.get_total_flops() / n
         lx, ly = batch.attention_mask.sum(1), (batch.labels != ipt.IGNORE).sum(1)
         real += int((lx + ly).sum())
@@ -199,7 +199,7 @@ def bench(args, shape, device):
     print(f"a multi-task step: {flops / 1e9:.1f} GFLOP; achieved {achieved / 1e9:.1f} GFLOP/s in the training part"
           + (f" = {100 * achieved / top:.1f}% of peak {top / 1e12:.2f} TFLOP/s ({how})" if top else f" ({how}: peak unknown)"))
     print(f"padding: {100 * pad_one:.0f}% of a multi-task step's x+y tokens in one pass"
-          + (f", {100 * pad_chunked:.0f}% in passes of ≤ {args.tokens_per_forward} tokens" if args.tokens_per_forward else ""))
+          + (f", {100 * pad_chunked:.0f}% in passes of ≤ {cfg.tokens_per_forward} tokens" if cfg.tokens_per_forward else ""))
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
 

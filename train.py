@@ -201,7 +201,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
             group["lr"] = cfg.lr * trainstep.lr_at(cfg, step)
         if stage.module is model:
             model.train()
-        loss = trainstep.forward_backward(cfg, model, stage, batch, len(names), len(active), autocast)
+        loss = trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), len(active), autocast)
         if not math.isfinite(loss):
             raise UserError(f"loss is {loss} at step {step} (tasks {', '.join(names[k] for k in active[:5])}…). "
                             f"{'The checkpoint ' + str(ckpt) + ' holds the last evaluation.' if ckpt.is_file() else ''}"

@@ -7,6 +7,7 @@ import torch
 
 import distributed
 import ipt
+from data import UserError
 
 
 def lr_at(cfg, step):
@@ -48,6 +49,28 @@ def forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast):
         total = total + loss.detach()
     distributed.all_reduce_grads([p for p in stage.module.parameters() if p.requires_grad])
     return distributed.sum_scalar(float(total))
+
+
+def forward_backward_in_memory(cfg, model, stage, batch, num_tasks, num_active, autocast):
+    """forward_backward; when the device runs out of memory, the step again in passes of half as
+    many tokens (kept in cfg.tokens_per_forward for the rest of the run: the gradient is the same).
+    Single rows that still do not fit are an error that says what to lower."""
+    while True:
+        try:
+            return forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast)
+        except torch.OutOfMemoryError:
+            for p in stage.module.parameters():
+                p.grad = None                                  # a partial step's gradients
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            widest = int((batch.attention_mask.sum(1) + (batch.labels != ipt.IGNORE).sum(1)).max())
+            if cfg.tokens_per_forward and cfg.tokens_per_forward <= widest:           # one row a pass already
+                raise UserError(f"out of memory with one row a forward pass (--tokens-per-forward "
+                                f"{cfg.tokens_per_forward}): lower --max-input-len or --prompt-len, or use a "
+                                "device with more memory") from None
+            cfg.tokens_per_forward = (cfg.tokens_per_forward or batch.input_ids.numel() + batch.labels.numel()) // 2
+            print(f"out of memory: forward passes of at most {cfg.tokens_per_forward} tokens from now on "
+                  "(--tokens-per-forward; the same gradient)", flush=True)
 
 
 def chunks(batch, budget):

@@ -263,3 +263,35 @@ def test_chunked_step_has_the_gradient_of_one_pass(t5, llama, kind, B, budget, s
     assert all(torch.allclose(g1[n], g2[n], atol=1e-6, rtol=1e-4) for n in g1)
     rows = [i for r, _, _ in trainstep.chunks(batch, budget) for i in r]
     assert sorted(rows) == list(range(B))
+
+
+def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch):
+    """A device that fits at most 20 padded tokens a pass (simulated): the step is redone in
+    passes of half as many tokens until it fits, with the gradient of one pass; a single row
+    that does not fit is an error that says what to lower."""
+    import train
+    import trainstep
+    from data import Batch, UserError
+    g, K = torch.Generator().manual_seed(0), 3
+    ids, mask, labels = random_batch(g, 6, 8, 4)
+    batch = Batch(ids, mask, labels, torch.tensor([0, 1, 2, 0, 1, 2]))
+    module = make_stage("pt", t5, K, 3, 2, g)
+    stage = stages.Stage(module, module, [])
+    cpu = torch.autocast("cpu", enabled=False)
+    expected = trainstep.forward_backward(train.Config(), t5, stage, batch, K, K, cpu)
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
+    module.zero_grad(set_to_none=True)
+    real = ipt.token_losses
+
+    def small_device(plm, prompt, input_ids, attention_mask, labels, *rest):
+        if input_ids.numel() + labels.numel() > 20:
+            raise torch.OutOfMemoryError("simulated")
+        return real(plm, prompt, input_ids, attention_mask, labels, *rest)
+    monkeypatch.setattr(ipt, "token_losses", small_device)
+    cfg = train.Config()
+    assert trainstep.forward_backward_in_memory(cfg, t5, stage, batch, K, K, cpu) == pytest.approx(expected, rel=1e-5)
+    assert 0 < cfg.tokens_per_forward <= 20
+    assert all(torch.allclose(p.grad, grads[n], atol=1e-6) for n, p in module.named_parameters())
+    monkeypatch.setattr(ipt, "token_losses", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError()))
+    with pytest.raises(UserError, match="one row a forward pass"):
+        trainstep.forward_backward_in_memory(train.Config(), t5, stage, batch, K, K, cpu)
