@@ -59,5 +59,5 @@ ist: $(VENV)           ## tune DIM numbers per task: seen tasks (same data), the
 	$(TRAIN) --stage ist --intrinsic-dim $(DIM)
 	$(TRAIN) --stage ist --intrinsic-dim $(DIM) --tasks-from $(if $(filter random%,$(SPLIT)),test,test_in$(comma)test_out)
 
-bench: $(VENV)         ## multi-task loop vs task-by-task, examples/s and their ratio
+bench: $(VENV)         ## the whole procedure per task (the authors') vs multi-task: ratio, parts, FLOP/s, padding
 	$(PY) bench.py
