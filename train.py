@@ -338,8 +338,9 @@ def finished(cfg, out, names, fingerprints):
     if before.get("tasks") == names and changed:
         raise UserError(f"the data of {', '.join(changed)} in {cfg.data_dir} changed since {out} was started; "
                         f"delete {out} to train on the new data, or put the old files back to resume")
-    now = asdict(cfg)
-    if before.get("tasks") != names or any(before.get(k) != v for k, v in now.items() if k not in OPERATIONAL):
+    now, default = asdict(cfg), {f.name: f.default for f in fields(Config)}
+    # an option added since that run was made: it ran with the option's default
+    if before.get("tasks") != names or any(before.get(k, default[k]) != v for k, v in now.items() if k not in OPERATIONAL):
         raise UserError(f"{out} holds a run with other settings (see its config.json); "
                         "use another --run or delete that folder")
     if (out / "results.tsv").is_file():

@@ -239,6 +239,21 @@ def test_a_changed_setting_does_not_resume_a_different_run(world):
         train.main(args(world, "cfg", "--stage", "pt", "--task", "has-cat", "--steps", "10", "--lr", "0.01"))
 
 
+def test_a_run_made_before_an_option_existed_is_the_same_run(world, capsys):
+    """A config.json without an option added since (it ran at the option's default) still counts
+    as this run: finished stays finished, an unfinished one resumes."""
+    argv = args(world, "older", "--stage", "pt", "--task", "has-cat", "--steps", "10")
+    train.main(argv)
+    saved = world / "runs" / "older" / "pt-s100-has-cat" / "config.json"
+    config = json.loads(saved.read_text())
+    del config["optimizer"], config["eval"]
+    saved.write_text(json.dumps(config))
+    train.main(argv)
+    assert "is finished (results.tsv); skipping" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds a run with other settings"):
+        train.main([*argv, "--optimizer", "adafactor"])
+
+
 def test_checkpoint_that_does_not_fit_is_explained(world, pipeline):
     with pytest.raises(SystemExit, match=r"msf-d3 was trained for prompts 4×16, this run has 6×16"):
         train.main(args(world, "main", "--stage", "ist", "--task", "first-word", "--prompt-len", "6"))
