@@ -111,7 +111,7 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
     stage = stages.setup_pt(cfg, model, tokenizer, names, prepared)
     stage.module.to(device)
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = trainstep.autocast(cfg, device)
     flops, real, one_pass, chunked = 0, 0, 0, 0
     for step in range(n):
         batch = batcher.batch(step, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
@@ -126,19 +126,23 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
     return flops, 1 - real / one_pass, 1 - real / chunked
 
 
-def peak(device):
-    """(FLOP/s, how it was reckoned): the card's bf16 dense peak, or the CPU's fp32 FMA peak."""
+def peak(device, bf16):
+    """(FLOP/s, how it was reckoned): the card's bf16 dense peak; a CPU's AMX-bf16 peak under bf16
+    autocast (1024 FLOP/cycle a core, Intel's figure), else its fp32 FMA peak."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         hit = next((v for k, v in GPU_PEAK_BF16.items() if k in name), None)
         return hit, f"{name}, bf16 dense"
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     mhz = max([float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)] or [0.0])
-    lanes = 16 if " avx512f" in info else 8 if " avx2" in info else 4
     cores = torch.get_num_threads()
-    per_cycle = lanes * 2 * 2                      # fp32 lanes × 2 (FMA) × 2 FMA units a core (assumed)
-    return cores * mhz * 1e6 * per_cycle, (f"{cores} cores × {mhz / 1000:.2f} GHz × {per_cycle} fp32 FLOP/cycle "
-                                           f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}, 2 FMA units)")
+    if bf16 and " amx_bf16" in info:
+        per_cycle, how = 1024, "AMX-bf16"
+    else:
+        lanes = 16 if " avx512f" in info else 8 if " avx2" in info else 4
+        per_cycle = lanes * 2 * 2                  # fp32 lanes × 2 (FMA) × 2 FMA units a core (assumed)
+        how = f"fp32 {'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}, 2 FMA units"
+    return cores * mhz * 1e6 * per_cycle, f"{cores} cores × {mhz / 1000:.2f} GHz × {per_cycle} FLOP/cycle ({how})"
 
 
 def main(argv=None):
@@ -152,6 +156,7 @@ def main(argv=None):
     p.add_argument("--prompt-len", type=int, default=20)
     p.add_argument("--tokens-per-forward", type=int, default=0)
     p.add_argument("--eval", choices=["generate", "rank"], default="generate", help="how dev and test are scored")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="as train.py's")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=str(REAL), help="real CrossFit files; absent: the offline world")
@@ -167,7 +172,7 @@ def bench(args, shape, device):
     data_dir, names, tasks, source = tasks_and_data(n, Path(args.data_dir))
     cfg = train.Config(data_dir=str(data_dir), prompt_len=args.prompt_len, batch_size=args.rows, steps=steps,
                        eval_every=args.eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
-                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, tokens_per_forward=args.tokens_per_forward,
+                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, precision=args.precision, tokens_per_forward=args.tokens_per_forward,
                        device=str(device))
     texts = [ex.input for name in dict.fromkeys(names) for ex in data.read_examples(data.task_file(data_dir, name, "train"))]
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
@@ -195,7 +200,7 @@ def bench(args, shape, device):
     print(f"training examples/s: per task {examples / a['train']:.1f}, multi-task {examples / b['train']:.1f}")
     flops, pad_one, pad_chunked = step_flops_and_padding(cfg, model, tokenizer, prepared, device)
     achieved = flops * steps / b["train"]
-    top, how = peak(device)
+    top, how = peak(device, trainstep.bf16(cfg, device))
     print(f"a multi-task step: {flops / 1e9:.1f} GFLOP; achieved {achieved / 1e9:.1f} GFLOP/s in the training part"
           + (f" = {100 * achieved / top:.1f}% of peak {top / 1e12:.2f} TFLOP/s ({how})" if top else f" ({how}: peak unknown)"))
     print(f"padding: {100 * pad_one:.0f}% of a multi-task step's x+y tokens in one pass"

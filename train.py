@@ -86,13 +86,15 @@ class Config:
     tokens_per_forward: int = opt(0, "forward a step's rows in length-sorted passes of at most this many padded x+y "
                                      "tokens (same gradient, less padding and memory); 0: one pass")
     task_tag: bool = opt(False, "prepend ' [task] ' to inputs as the authors did (leaks task identity)")
-    device: str = opt("", "cpu | cuda | cuda:N; empty: cuda when present (with bf16 autocast)")
+    device: str = opt("", "cpu | cuda | cuda:N; empty: cuda when present")
+    precision: str = opt("auto", "auto: bf16 autocast on CUDA, fp32 on a CPU | bf16: autocast on any device "
+                                 "(CPUs with AMX gain) | fp32")
 
     def __post_init__(self):
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "subspace": ("msf", "random"), "prompt_init": ("normal", "vocab", "labels"),
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random"), "prompt_init": ("normal", "vocab", "labels"),
                    "z_init": ("normal", "zeros", "mean")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -191,7 +193,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     tqdm.write(f"{cfg.stage}: {len(names)} tasks | trainable: {n_train:,} || all: {n_all:,} "
                f"({100 * n_train / n_all:.4f}%) | lr {cfg.lr}")
     log = (out / "metrics.jsonl").open("a") if distributed.is_main() else open(os.devnull, "w")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = trainstep.autocast(cfg, device)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.stage} {out.name}", dynamic_ncols=True, disable=None)
     losses, started = [], time.time()
     while step < cfg.steps and not all(g["done"] for g in groups):
@@ -267,7 +269,7 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
     (last: its presence marks the stage finished)."""
     checkpoint.fit(stage.module, best, "best state")
     state = {n: p.detach().clone() for n, p in stage.module.named_parameters()}
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda"):
+    with trainstep.autocast(cfg, model.device):
         test = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(prepared)), "test")
     dev_best = {k: g["best"] for g in groups for k in g["tasks"]}
     lines = ["task\tmetric\tdev\ttest\tsteps\tbest_step"]

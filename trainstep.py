@@ -16,6 +16,16 @@ def lr_at(cfg, step):
     return (step + 1) / warm if step < warm else max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
 
 
+def bf16(cfg, device):
+    """--precision: bf16 autocast on CUDA by default, on a CPU when asked."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+
+def autocast(cfg, device):
+    """bf16 autocast of the frozen model's matmuls; the trainable tensors stay fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16(cfg, device))
+
+
 def make_optimizer(cfg, params):
     """AdamW, or the Adafactor of Lester et al. (fixed lr, no relative step, no parameter scaling).
     Both keep state per tensor, and every task owns its tensors: a task trains as it would alone."""

@@ -79,6 +79,7 @@ BAD_OPTIONS = [
     (["--z-init", "ones"], r"unknown --z-init 'ones': choose normal, zeros, mean"),
     (["--prompt-init", "text"], r"unknown --prompt-init 'text'"),
     (["--optimizer", "sgd"], r"unknown --optimizer .sgd.: choose adamw, adafactor"),
+    (["--precision", "fp16"], r"unknown --precision .fp16.: choose auto, bf16, fp32"),
     (["--stage", "ist", "--init-from-ist", "x"], r"--init-from-ist and --init-from-peft belong to --stage pt"),
     (["--stage", "pt", "--init-from-ist", "x", "--init-from-peft", "y"], r"give one of --init-from-ist and --init-from-peft"),
     (["--device", "tpu"], r"--device 'tpu'"),

@@ -1,6 +1,7 @@
 """End to end on a tiny T5 and a handful of tiny tasks: pt -> msf -> ist (and ft, stage two),
 best-dev selection, resumption after an interruption, and the errors a user can hit."""
 import json
+import math
 import random
 
 import pytest
@@ -341,3 +342,15 @@ def test_every_stage_runs_on_a_decoder_only_model(world, tmp_path):
     assert checkpoint.load(out / "prompts-s100" / "has-cat.safetensors")[0]["prompt"].shape == (4, 16)
     ft_log = metrics(out / "ft-s100-has-cat" / "has-cat" / "metrics.jsonl")  # a random model moves when it all trains
     assert ft_log[-1]["loss"] < ft_log[0]["loss"]
+
+
+@pytest.mark.slow
+def test_bf16_autocast_runs_on_a_cpu(world):
+    """--precision bf16 on a CPU (AMX where present): training and generation run, the loss is
+    finite, and the trainable prompts stay fp32."""
+    train.main(args(world, "bf16", "--stage", "pt", "--task", "has-cat", "--precision", "bf16", "--device", "cpu",
+                    steps=10))
+    log = metrics(world / "runs" / "bf16" / "pt-s100-has-cat" / "metrics.jsonl")
+    assert all(math.isfinite(r["loss"]) for r in log)
+    prompt = checkpoint.load(world / "runs" / "bf16" / "prompts-s100" / "has-cat.safetensors")[0]["prompt"]
+    assert prompt.dtype == torch.float32
