@@ -17,10 +17,12 @@ the share of a step's x+y tokens that is padding, in one pass and in length-sort
 --tokens-per-forward.
 
     python bench.py                                # make bench: the tiny T5, then the T5-base shape
+    python bench.py --shape base --precision bf16  # on a CPU: also a step in bf16 against fp32
     python bench.py --shape base --tasks 100 --rows 8 --device cuda --tokens-per-forward 65536
 """
 import argparse
 import contextlib
+import dataclasses
 import io
 import re
 import statistics
@@ -126,6 +128,24 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
     return flops, 1 - real / one_pass, 1 - real / chunked
 
 
+def bf16_against_fp32(cfg, model, tokenizer, prepared, device, rounds=3):
+    """Median seconds of one multi-task training step under fp32 and under bf16 autocast, alternated."""
+    names = [p["name"] for p in prepared]
+    stage = stages.setup_pt(cfg, model, tokenizer, names, prepared)
+    stage.module.to(device)
+    batch = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed).batch(
+        0, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
+    seconds = {"fp32": [], "bf16": []}
+    for _ in range(rounds):
+        for precision in seconds:
+            c = dataclasses.replace(cfg, precision=precision)
+            started = time.perf_counter()
+            trainstep.forward_backward(c, model, stage, batch, len(names), len(names), trainstep.autocast(c, device))
+            seconds[precision].append(time.perf_counter() - started)
+            stage.module.zero_grad(set_to_none=True)
+    return {k: statistics.median(v) for k, v in seconds.items()}
+
+
 def peak(device, bf16):
     """(FLOP/s, how it was reckoned): the card's bf16 dense peak; a CPU's AMX-bf16 peak under bf16
     autocast (1024 FLOP/cycle a core, Intel's figure), else its fp32 FMA peak."""
@@ -205,6 +225,9 @@ def bench(args, shape, device):
           + (f" = {100 * achieved / top:.1f}% of peak {top / 1e12:.2f} TFLOP/s ({how})" if top else f" ({how}: peak unknown)"))
     print(f"padding: {100 * pad_one:.0f}% of a multi-task step's x+y tokens in one pass"
           + (f", {100 * pad_chunked:.0f}% in passes of ≤ {cfg.tokens_per_forward} tokens" if cfg.tokens_per_forward else ""))
+    if args.precision == "bf16" and device.type == "cpu":
+        t = bf16_against_fp32(cfg, model, tokenizer, prepared, device)
+        print(f"a multi-task step: fp32 {t['fp32']:.2f} s, bf16 autocast {t['bf16']:.2f} s: {t['fp32'] / t['bf16']:.2f}x")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
 
