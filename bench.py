@@ -105,20 +105,26 @@ def procedure(cfg, model, tokenizer, prepared, per_task, device):
     return {"whole": whole, **clock.spent, "train": whole - sum(clock.spent.values())}
 
 
-def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
-    """Mean FLOPs of the first n multi-task steps, and the padded share of their x+y tokens in one
-    pass and in --tokens-per-forward passes."""
-    from torch.utils.flop_counter import FlopCounterMode
+def first_steps(cfg, model, tokenizer, prepared, device, n):
+    """A PT stage over all tasks and the batches of its first n multi-task steps."""
     names = [p["name"] for p in prepared]
     stage = stages.setup_pt(cfg, model, tokenizer, names, prepared)
     stage.module.to(device)
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
-    autocast = trainstep.autocast(cfg, device)
+    return stage, [batcher.batch(step, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
+                   for step in range(n)]
+
+
+def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
+    """Mean FLOPs of the first n multi-task steps, and the padded share of their x+y tokens in one
+    pass and in --tokens-per-forward passes."""
+    from torch.utils.flop_counter import FlopCounterMode
+    stage, batches = first_steps(cfg, model, tokenizer, prepared, device, n)
+    K, autocast = len(prepared), trainstep.autocast(cfg, device)
     flops, real, one_pass, chunked = 0, 0, 0, 0
-    for step in range(n):
-        batch = batcher.batch(step, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
+    for batch in batches:
         with FlopCounterMode(display=False) as counter:
-            trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), len(names), autocast)
+            trainstep.forward_backward_in_memory(cfg, model, stage, batch, K, K, autocast)
         flops += counter.get_total_flops() / n
         lx, ly = batch.attention_mask.sum(1), (batch.labels != ipt.IGNORE).sum(1)
         real += int((lx + ly).sum())
@@ -130,17 +136,14 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
 
 def bf16_against_fp32(cfg, model, tokenizer, prepared, device, rounds=3):
     """Median seconds of one multi-task training step under fp32 and under bf16 autocast, alternated."""
-    names = [p["name"] for p in prepared]
-    stage = stages.setup_pt(cfg, model, tokenizer, names, prepared)
-    stage.module.to(device)
-    batch = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed).batch(
-        0, list(range(len(names))), names, tokenizer.pad_token_id).to(device)
+    stage, (batch,) = first_steps(cfg, model, tokenizer, prepared, device, 1)
+    K = len(prepared)
     seconds = {"fp32": [], "bf16": []}
     for _ in range(rounds):
         for precision in seconds:
             c = dataclasses.replace(cfg, precision=precision)
             started = time.perf_counter()
-            trainstep.forward_backward(c, model, stage, batch, len(names), len(names), trainstep.autocast(c, device))
+            trainstep.forward_backward(c, model, stage, batch, K, K, trainstep.autocast(c, device))
             seconds[precision].append(time.perf_counter() - started)
             stage.module.zero_grad(set_to_none=True)
     return {k: statistics.median(v) for k, v in seconds.items()}

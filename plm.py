@@ -79,10 +79,11 @@ def model_config(cfg):
     return config
 
 
-def load(cfg, device):
-    """-> (frozen model on `device`, tokenizer)."""
+def load(cfg, device, config=None):
+    """-> (frozen model on `device`, tokenizer). config: model_config(cfg) when already read (a GGUF
+    file's takes seconds)."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-    kind = AutoModelForSeq2SeqLM if model_config(cfg).is_encoder_decoder else AutoModelForCausalLM
+    kind = AutoModelForSeq2SeqLM if (config or model_config(cfg)).is_encoder_decoder else AutoModelForCausalLM
     path, gguf = locate(cfg.model)
     try:
         model = kind.from_pretrained(path, gguf_file=gguf)

@@ -309,13 +309,14 @@ def run(cfg):
         jobs = [(job_out, job_names) for job_out, job_names in jobs if not finished(cfg, job_out, job_names, fingerprints)]
         if not jobs:
             return out
-        inputs = stages.read_inputs(cfg, names, functools.cache(lambda: plm.model_config(cfg).hidden_size))
-        model, tokenizer = plm.load(cfg, device)
+        config = functools.cache(lambda: plm.model_config(cfg))            # read once, only when needed
+        inputs = stages.read_inputs(cfg, names, lambda: config().hidden_size)
+        model, tokenizer = plm.load(cfg, device, config())
         causal = not model.config.is_encoder_decoder
         prepared = {p["name"]: p for p in data.prepare(cfg, names, tasks, tokenizer, causal)}
         for i, (job_out, job_names) in enumerate(jobs):
             if i and cfg.stage in stages.PER_TASK:             # the last task changed it: a fresh copy
-                model, tokenizer = plm.load(cfg, device)
+                model, tokenizer = plm.load(cfg, device, config())
             job_out.mkdir(parents=True, exist_ok=True)
             checkpoint.write_text(job_out / "config.json", json.dumps(
                 {**asdict(cfg), "tasks": job_names, "missing": missing,
