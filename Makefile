@@ -39,7 +39,7 @@ test-fast: $(VENV)     ## leave out the slow end-to-end tests
 demo: $(VENV)          ## the random split of the paper on the offline world: runs/demo/report.md
 	$(PY) experiments.py --demo
 
-paper: $(VENV)         ## Fig. 3-4 and Tables 2-3, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
+paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
 	$(PAPER)
 
 real: $(VENV) $(SMOL)  ## PT -> MSF -> IST on the real tasks with SmolLM2: runs/smollm2/report.md (CPU: SPLIT=cls-small)

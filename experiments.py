@@ -12,7 +12,13 @@ Under --run (default runs/paper):
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
   <split>/reconstruct-d<d>-…/            its reconstruction of the held-out tasks' own PT prompts,
   <split>/ist-d<d>-…/                    IST on seen tasks (same data, and resampled: seed 21) and held-out ones
-  random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task
+  random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task (one draw per seed)
+  did/did-d<d>-…/<task>/               the DID baseline (did.py) on every held-out task, at --did-dims
+§4.3's analyses (--no-ablations leaves them out):
+  random_<n>/msf-d<d>/, …/ist-…        Fig. 5: MSF on n % of the random split's training tasks, IST on its held-out ones
+  cls-2K/                              Fig. 6: the cls split's PT, MSF and IST on 2K-shot files
+  stability/, random/ist-…-seed<N>/,   Table 4: PT, FT and IST under seeds 43, 44, … (seed 42: the runs above),
+  stage-two/pt-from-ist-…/               and stage two, PT started from each IST run's Proj_b(z)
 
     python experiments.py                          # make paper: on the offline world, all three splits
     python experiments.py --demo                   # make demo: the random split, no fine-tuning
@@ -31,6 +37,7 @@ import world
 
 SPLITS = ("random", "non-cls", "cls")                 # the paper's Fig. 3 order: (a, b), (c, d), (e, f)
 RESAMPLED_SEED = 21                                   # T_train^diff: another of CrossFit's K-shot samples
+TWO_K = 32                                            # Fig. 6: CrossFit's 2K-shot files, <task>_32_<seed>_*.tsv
 
 
 @dataclass
@@ -48,12 +55,15 @@ class Job:
 
 @dataclass
 class Cell:
-    """One number of a figure or table: the mean over `tasks` of the scores in `job`'s results."""
+    """One number of a figure or table: the mean over `tasks` of the test scores of `jobs` (each
+    task's score averaged over the jobs: the random subspace's several draws of Proj_b), E_rel^PT
+    against `ref` (Fig. 6's 2K-shot cells: the PT of their own shot count; else the plan's PT)."""
     split: str
     challenge: str                                    # "T_train(MSF)", "T_test^in(IST)", …
     dim: int
-    job: Job
+    jobs: list
     tasks: list
+    ref: Job = None
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Plan:
     pt: Job = None
     ft: Job = None
     untuned: Job = None
+    stability: dict = field(default_factory=dict)     # Table 4: method -> one job per seed
     meta: dict = field(default_factory=dict)          # what the report says about the setting
 
     def add(self, job):
@@ -97,15 +108,19 @@ def plan(args):
 
     p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
                    "tasks_file": args.tasks_file})
+    lr = ["--lr", args.pt_lr] if args.pt_lr else []
     p.untuned = p.add(job(run, run / "splits" / "all.txt", "--stage", "untuned", "--tasks-from", "all"))
-    p.pt = p.add(job(run, run / "splits" / "all.txt", "--stage", "pt", "--tasks-from", "all", "--steps", args.pt_steps,
-                     *(["--lr", args.pt_lr] if args.pt_lr else [])))
+    p.pt = p.add(job(run, run / "splits" / "all.txt", "--stage", "pt", "--tasks-from", "all", "--steps", args.pt_steps, *lr))
     if args.ft:
         p.ft = p.add(job(run, run / "splits" / "all.txt", "--stage", "ft", "--tasks-from", "all", "--steps", args.ft_steps))
     store = ["--prompt-store", str(run / "prompts-s100")]
+    on_heldout = lambda folder, *extra: p.add(job(folder, run / "splits" / "heldout.txt", *extra, "--tasks-from", "test"))
     for d in args.dims:
-        rand = p.add(job(run / "random-subspace", run / "splits" / "heldout.txt", "--stage", "ist",   # split-free
-                         "--subspace", "random", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "test"))
+        # split-free baselines on every held-out task: the random subspace (one draw of Proj_b per seed) and DID
+        draws = [on_heldout(run / "random-subspace", "--stage", "ist", "--subspace", "random", "--intrinsic-dim", d,
+                            "--steps", args.ist_steps, *seeded(i)) for i in range(args.random_draws)]
+        did = on_heldout(run / "did", "--stage", "did", "--intrinsic-dim", d, "--steps", args.ist_steps) \
+            if d in args.did_dims else None
         for s, sections in splits.items():
             held = [sec for sec in sections if sec != "train"]
             where = (run / s, split_path(args, s))
@@ -115,14 +130,79 @@ def plan(args):
                              "--tasks-from", ",".join(["train", *held])))
             diff = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
                              "--data-seed", RESAMPLED_SEED, "--tasks-from", "train"))
-            p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
-                        Cell(s, "T_train^same(IST)", d, same, sections["train"]),
-                        Cell(s, "T_train^diff(IST)", d, diff, sections["train"])]
+            p.cells += [Cell(s, "T_train(MSF)", d, [msf], sections["train"]),
+                        Cell(s, "T_train^same(IST)", d, [same], sections["train"]),
+                        Cell(s, "T_train^diff(IST)", d, [diff], sections["train"])]
             for sec in held:
-                p.cells += [Cell(s, heldout_label(sec, "MSF"), d, rec, sections[sec]),
-                            Cell(s, heldout_label(sec, "IST"), d, same, sections[sec]),
-                            Cell(s, heldout_label(sec, "random"), d, rand, sections[sec])]
+                p.cells += [Cell(s, heldout_label(sec, "MSF"), d, [rec], sections[sec]),
+                            Cell(s, heldout_label(sec, "IST"), d, [same], sections[sec]),
+                            Cell(s, heldout_label(sec, "random"), d, draws, sections[sec])]
+                p.cells += [Cell(s, heldout_label(sec, "DID"), d, [did], sections[sec])] if did else []
+    if args.ablations and "random" in splits:
+        plan_fractions(p, args, job, tasks, store)
+        plan_stability(p, args, job, splits["random"]["test"], lr)
+    if args.ablations and "cls" in splits:
+        plan_shots(p, args, job, splits["cls"]["train"], lr)
     return p
+
+
+def seeded(i):
+    """The i-th run's initialisation seed as train.py options (none for the default seed)."""
+    return ["--seed", train.stages.DEFAULT_SEED + i] if i else []
+
+
+def plan_fractions(p, args, job, tasks, store):
+    """Fig. 5: MSF on 20 … 80 % of the random split's training tasks (nested split files), IST on the
+    same held-out tasks. The 100 % point is the random split's own cells."""
+    for pct in args.fractions:
+        name = f"random_{pct}"
+        sections = data.load_split(split_path(args, name), tasks)
+        where = (Path(args.run) / name, split_path(args, name))
+        for d in args.fraction_dims:
+            msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *store))
+            ist = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "test"))
+            p.cells += [Cell(name, "T_train(MSF)", d, [msf], sections["train"]),
+                        Cell(name, "T_test(IST)", d, [ist], sections["test"])]
+    p.meta["fractions"] = {"percent": args.fractions, "dims": args.fraction_dims}
+
+
+def plan_shots(p, args, job, cls_train, lr):
+    """Fig. 6: the cls split's PT -> MSF -> IST again on 2K-shot files (<task>_32_<seed>_*.tsv), E_rel^PT
+    against the PT of its own shot count (the two curves have different denominators, as in the paper)."""
+    missing = data.missing_tasks(args.data_dir, cls_train, TWO_K, 100)
+    if len(missing) == len(cls_train) or (missing and not args.allow_missing):
+        p.meta["shots"] = (f"not run: {len(missing)} of the cls split's {len(cls_train)} training tasks have no "
+                           f"{TWO_K}-shot files (<task>_{TWO_K}_100_*.tsv) in {args.data_dir}")
+        return
+    where, k = (Path(args.run) / "cls-2K", split_path(args, "cls")), ["--k", TWO_K]
+    pt = p.add(job(*where, "--stage", "pt", "--tasks-from", "train", "--steps", args.pt_steps, *lr, *k))
+    for d in args.dims:
+        msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *k))
+        ist = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "train", *k))
+        p.cells += [Cell("cls-2K", "T_train(MSF)", d, [msf], cls_train, ref=pt),
+                    Cell("cls-2K", "T_train^same(IST)", d, [ist], cls_train, ref=pt)]
+    p.meta["shots"] = f"K = 16 and 2K = {TWO_K} shots"
+
+
+def plan_stability(p, args, job, heldout, lr):
+    """Table 4: R runs (seeds 42, 43, …: initialisation and batch order; the data stay) of fine-tuning,
+    PT, IST at one d_I and stage two (PT started from each IST run's Proj_b(z), §4.3) on the random
+    split's held-out tasks. Seed 42's PT and FT are the plan's own: a task's run does not depend on the
+    tasks beside it (per-task clipping, elementwise Adam, per-task batch order)."""
+    run, split, d = Path(args.run), split_path(args, "random"), args.stability_dim
+    for i in range(args.runs):
+        pt = p.pt if i == 0 else p.add(job(run / "stability", split, "--stage", "pt", "--tasks-from", "test",
+                                           "--steps", args.pt_steps, *lr, *seeded(i)))
+        ft = p.ft if i == 0 else p.add(job(run / "stability", split, "--stage", "ft", "--tasks-from", "test",
+                                           "--steps", args.ft_steps, *seeded(i))) if args.ft else None
+        ist = p.add(job(run / "random", split, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
+                        "--tasks-from", "test", *seeded(i)))
+        two = p.add(job(run / "stage-two", split, "--stage", "pt", "--init-from-ist", ist.folder, "--tasks-from", "test",
+                        "--steps", args.pt_steps, *lr, *seeded(i)))
+        for method, j in (("FT", ft), ("PT", pt), (f"IST (d_I = {d})", ist), ("stage two: PT from IST", two)):
+            if j:
+                p.stability.setdefault(method, []).append(j)
+    p.meta["stability"] = {"tasks": heldout, "dim": d, "runs": args.runs}
 
 
 def split_path(args, name):
@@ -146,7 +226,7 @@ def execute(p):
 # small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary, not 0.3 from N(0, 0.02²).
 REAL = {"data_dir": str(data.HERE.parent / "shared" / "data" / "crossfit"), "model": "smollm2", "run": "runs/smollm2",
         "splits": "random", "dims": "5", "prompt_len": 20, "eval_every": 50, "ft": False, "allow_missing": True,
-        "pt_lr": 0.03}
+        "pt_lr": 0.03, "ablations": False, "did_dims": "none"}
 REAL_TRAIN_ARGS = "--max-input-len 128 --max-target-len 16 --max-test 200 --eval-batch-size 128 --prompt-init vocab"
 
 
@@ -168,6 +248,17 @@ def parse_args(argv=None):
     p.add_argument("--msf-steps", type=int, default=200)
     p.add_argument("--ist-steps", type=int, default=150)
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
+    p.add_argument("--random-draws", type=int, default=3, help="draws of the random subspace's Proj_b, averaged")
+    p.add_argument("--did-dims", default="", help="d of the DID baseline, of the sweep (default: the planted d* and "
+                                                   "the largest on the world, 10 on real data); none: no DID")
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
+                   help="§4.3: Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots), Table 4 (stability)")
+    p.add_argument("--fractions", default="", help="Fig. 5: percentages of the random split's training tasks, one "
+                                                   "random_<n> split file each (default 25,50,75 on the world, 20,40,60,80 on real data)")
+    p.add_argument("--fraction-dims", default="", help="Fig. 5's two d_I, of the sweep (default as --did-dims)")
+    p.add_argument("--runs", type=int, default=3, help="Table 4: runs under seeds 42, 43, … (the paper: 10)")
+    p.add_argument("--stability-dim", type=int, default=0, help="Table 4's IST d_I, of the sweep (default: d* on the "
+                                                                 "world, 10 on real data, as the paper)")
     p.add_argument("--allow-missing", action="store_true", help="train on the tasks present (real data)")
     p.add_argument("--train-args", default="", help="more train.py options for every stage, quoted")
     p.add_argument("--demo", action="store_true", help="the README's demo: random split only, no fine-tuning")
@@ -182,7 +273,7 @@ def parse_args(argv=None):
                 setattr(args, name, value)
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
-        args.splits, args.ft, args.run = "random", False, args.run or "runs/demo"
+        args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
     args.run = args.run or "runs/paper"
     args.splits = [s for s in args.splits.split(",") if s]
     if args.data_dir:
@@ -202,6 +293,17 @@ def parse_args(argv=None):
         args.dims = args.dims or "1,2,3,4,5,6,8"
         args.prompt_len = args.prompt_len or cfg["prompt_len"]
     args.dims = [int(d) for d in args.dims.split(",")]
+    # the ablations' d_I come from the sweep, so that every curve shares its points with Fig. 3
+    wanted = (args.planted["random"], max(args.dims)) if args.planted else (5, 10)
+    pick = lambda given, default: sorted({int(d) for d in given.split(",")} if given else
+                                         {d for d in default if d in args.dims} or {max(args.dims)})
+    args.did_dims = [] if args.did_dims == "none" else pick(args.did_dims, wanted if args.planted else (10,))
+    args.fraction_dims = pick(args.fraction_dims, wanted)
+    args.stability_dim = args.stability_dim or pick("", (args.planted["random"],) if args.planted else (10,))[0]
+    args.fractions = [int(f) for f in (args.fractions or ("20,40,60,80" if not args.planted else "25,50,75")).split(",")]
+    off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim} - set(args.dims))
+    if off:
+        p.error(f"--did-dims, --fraction-dims and --stability-dim must be of the d_I sweep --dims {args.dims}: {off} is not")
     return args
 
 

@@ -1,82 +1,43 @@
 """
 The report of a plan (experiments.py): the paper's Fig. 3 (E_rel against PT and against fine-tuning,
-per split, over d_I), Tables 2–3 (E_abs), Fig. 4 (PCA of the intrinsic vectors z), and one TSV
-with every per-task number those average. A number whose stage has not run is not guessed: its
-cell says "missing" and the report lists the command that makes it.
+per split, over d_I, with the random-subspace and DID baselines), Tables 2–3 (E_abs), Fig. 4 (PCA of
+the intrinsic vectors z), §4.3's Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots) and
+Table 4 (stability over runs, stage two), each stage's time per step, and one TSV with every
+per-task number the tables average. A number whose stage has not run is not guessed: its cell says
+"missing" and the report lists the command that makes it.
 
-Everything here is read from the stage folders' results.tsv and z.safetensors; nothing is kept in
-memory from the runs, so `python experiments.py --report-only` redraws it at any time.
+Everything is read back from the stage folders (results.py), so `python experiments.py --report-only`
+redraws it at any time.
 """
 import math
 from pathlib import Path
 
-import torch
-
-import checkpoint
 import data
-import evaluate
-
-STYLE = {"MSF": ("tab:blue", "o"), "IST": ("tab:red", "s"), "random": ("tab:grey", "x")}
-
-
-def scores_of(job):
-    """{task: test score} of a finished stage folder, or None when it has not run."""
-    return evaluate.read_results(job.folder) if job and job.done() else None
-
-
-def numbers(p):
-    """Every cell's tasks, scores and summary, from the results files (each read once; a stage
-    serves several cells). -> ([row dict per cell], {"PT", "FT", "untuned": {task: score} or None})"""
-    read = {}
-
-    def results(job):
-        if job.folder not in read:
-            read[job.folder] = scores_of(job)
-        return read[job.folder]
-
-    refs = {"PT": scores_of(p.pt), "FT": scores_of(p.ft), "untuned": scores_of(p.untuned)}
-    rows = []
-    for cell in p.cells:
-        scores = results(cell.job)
-        row = {"cell": cell, "missing": scores is None}
-        if scores is not None:
-            got = {t: scores[t] for t in cell.tasks if t in scores}
-            row["scores"] = got
-            row["n"] = len(got)
-            for ref_name in ("PT", "FT"):
-                s = evaluate.summarise(got, refs[ref_name]) if got and refs[ref_name] else None
-                row[f"E_rel_{ref_name}"] = s["E_rel"] if s else math.nan
-            row["E_abs"] = sum(got.values()) / len(got) if got else math.nan
-        rows.append(row)
-    return rows, refs
-
+import figures
+import results
+from results import challenges, lookup
 
 def per_task_tsv(rows, refs):
+    """Every per-task number a cell averages, with the references it is divided by (its own PT)."""
     lines = ["split\tchallenge\td_I\ttask\tscore\tpt\tft\tuntuned"]
     for row in rows:
         c = row["cell"]
         for task, score in sorted(row.get("scores", {}).items()):
-            ref = "\t".join(f"{r[task]:.4f}" if r and task in r else "" for r in refs.values())
+            ref = "\t".join(f"{r[task]:.4f}" if r and task in r else ""
+                            for r in (row["refs"]["PT"], row["refs"]["FT"], refs["untuned"]))
             lines.append(f"{c.split}\t{c.challenge}\t{c.dim}\t{task}\t{score:.4f}\t{ref}")
     return "\n".join(lines) + "\n"
 
 
-def challenges(rows, split):
-    return list(dict.fromkeys(r["cell"].challenge for r in rows if r["cell"].split == split))
-
-
-def lookup(rows, split, challenge, dim):
-    return next(r for r in rows if (r["cell"].split, r["cell"].challenge, r["cell"].dim) == (split, challenge, dim))
-
-
 def table(rows, split, dims, key, fmt):
-    """Markdown: one row per challenge, one column per d_I; each cell says over how many tasks."""
+    """Markdown: one row per challenge, one column per d_I; each cell says over how many tasks
+    (–: not planned at that d_I)."""
     lines = [f"| {split} | " + " | ".join(f"d_I={d}" for d in dims) + " |", "|---|" + "---:|" * len(dims)]
     for ch in challenges(rows, split):
         cells = []
         for d in dims:
             r = lookup(rows, split, ch, d)
-            cells.append("missing" if r["missing"] else f"{fmt(r[key])} ({r['n']})")
+            cells.append("–" if r is None else "missing" if r["missing"] else f"{fmt(r[key])} ({r['n']})")
         lines.append(f"| {ch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -106,137 +67,136 @@ def against_untuned(refs):
     return "\n".join(lines)
 
 
-def figure3(rows, p, path):
-    """Six panels as the paper's Fig. 3: one row per split, E_rel^PT left and E_rel^FT right
-    (without a fine-tuning run, the left column alone).
-    Colour says the method (MSF, IST, random subspace), the line which tasks: solid T_train
-    (dash-dot: resampled data), dashed T_test or T_test^in, dotted T_test^out."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    splits, dims = list(p.meta["splits"]), p.meta["dims"]
-    refs = ("PT", "FT") if p.ft else ("PT",)                             # no fine-tuning run: no empty panels
-    fig, axes = plt.subplots(len(splits), len(refs), figsize=(6 * len(refs), 3.8 * len(splits)), squeeze=False)
-    for i, split in enumerate(splits):
-        for j, ref in enumerate(refs):
-            ax, top = axes[i][j], 1.2
-            for ch in challenges(rows, split):
-                ys = [lookup(rows, split, ch, d) for d in dims]
-                ys = [math.nan if r["missing"] else r[f"E_rel_{ref}"] for r in ys]
-                top = max([top] + [y + 0.1 for y in ys if math.isfinite(y)])
-                method = ch[ch.index("(") + 1:-1]
-                colour, marker = STYLE[method]
-                line = ("-." if "diff" in ch else "-" if ch.startswith("T_train") else
-                        ":" if "^out" in ch else "--")
-                faint = "same" in ch or ch == "T_train(MSF)"
-                ax.plot(dims, ys, marker=marker, color=colour, linestyle=line, alpha=0.5 if faint else 1.0,
-                        markersize=4, label=ch)
-            planted = p.meta["planted"].get(split)
-            if planted:
-                ax.axvline(planted, color="black", linewidth=0.8, linestyle=":")
-                ax.annotate(f"planted {planted}", (planted, 0.0), xycoords=("data", "axes fraction"),
-                            xytext=(3, 4), textcoords="offset points", fontsize=8)   # the bottom stays empty
-            ax.axhline(1.0, color="grey", linewidth=0.5)
-            what = "prompt tuning" if ref == "PT" else "fine-tuning"
-            ax.set(title=f"({chr(97 + len(refs) * i + j)}) {split} split: E_rel against {what}",
-                   xlabel="intrinsic dimension d_I", ylabel=f"E_rel^{ref}", xticks=dims, ylim=(0, top))
-            if j == len(refs) - 1:
-                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def costs(p, rows):
+    """Time per training step (metrics.jsonl) of PT, FT, IST and DID: PT and IST train all their tasks
+    in one step, FT and DID one task on a fresh PLM each (DID rebuilds every weight every step)."""
+    jobs = {"PT": p.pt, "FT": p.ft}
+    for c in (r["cell"] for r in rows):
+        if c.challenge == "T_train^same(IST)":
+            jobs.setdefault("IST", c.jobs[0])
+        if "(DID)" in c.challenge:
+            jobs.setdefault(f"DID, d = {c.dim}", c.jobs[0])
+    lines = ["| stage | s per step | tasks per step | s per task-step |", "|---|---:|---:|---:|"]
+    for name, job in jobs.items():
+        got = results.seconds_per_step(job)
+        lines.append(f"| {name} | " + (f"{got[0]:.3f} | {got[1]:.0f} | {got[0] / got[1]:.4f}" if got else
+                                       "missing | | ") + " |")
+    return "\n".join(lines)
 
 
-def intrinsic_vectors(p, dim):
-    """z of every task IST trained at d_I = dim on the first split (random when planned):
-    -> (names, z (K, d_I), seen flags), or None when that IST run is missing."""
+def fractions_section(rows, p, out):
+    """Fig. 5 and its table: E_rel^PT per share of training tasks."""
+    pcts, dims = p.meta["fractions"]["percent"] + [100], p.meta["fractions"]["dims"]
+    figures.figure5(rows, p, out / "fractions.png")
+    lines = ["## Fig. 5: number of training tasks", "", "![Fig. 5](fractions.png)", "",
+             "| challenge | d_I | " + " | ".join(f"{x} %" for x in pcts) + " |", "|---|---:|" + "---:|" * len(pcts)]
+    for ch in ("T_test(IST)", "T_train(MSF)"):
+        for d in dims:
+            found = [lookup(rows, "random" if x == 100 else f"random_{x}", ch, d) for x in pcts]
+            lines.append(f"| {ch} | {d} | " + " | ".join("missing" if r is None or r["missing"] else
+                                                          f"{r['E_rel_PT']:.2f} ({r['n']})" for r in found) + " |")
+    return lines + [""]
+
+
+def shots_section(rows, p, out):
+    """Fig. 6 and the MSF–IST gap per d_I with K and with 2K shots."""
+    if not any(r["cell"].split == "cls-2K" for r in rows):
+        return ["## Fig. 6: K vs 2K shots", "", p.meta.get("shots", "not planned: the cls split is not in this run"), ""]
+    figures.figure6(rows, p, out / "shots.png")
+    dims = p.meta["dims"]
+    lines = ["## Fig. 6: K vs 2K shots", "", "![Fig. 6](shots.png)", "",
+             "E_rel^PT on the cls split's training tasks, each against the PT of its own shot count; gap = "
+             "T_train(MSF) − T_train^same(IST):", "",
+             "| shots | challenge | " + " | ".join(f"d_I={d}" for d in dims) + " |", "|---|---|" + "---:|" * len(dims)]
+    for split, shots in (("cls", "K"), ("cls-2K", "2K")):
+        vals = {ch: figures.curve(rows, split, ch, dims, "E_rel_PT") for ch in ("T_train(MSF)", "T_train^same(IST)")}
+        vals["gap"] = [a - b for a, b in zip(*vals.values())]
+        lines += [f"| {shots} | {ch} | " + " | ".join("missing" if math.isnan(v) else f"{v:.2f}" for v in vs) + " |"
+                  for ch, vs in vals.items()]
+    return lines + [""]
+
+
+PAPER_TABLE4 = {"PT": ("4.19", "100 %"), "stage two: PT from IST": ("1.65", "103.4 %")}
+
+
+def stability_section(p):
+    """Table 4: per method the mean over tasks of the std of the test score across runs, and E_rel^PT
+    of its mean scores; the paper's figures beside (§4.3: IST alone reached 59 %)."""
+    st, meta = results.stability(p), p.meta["stability"]
+    lines = ["## Table 4: stability over runs", "",
+             f"{meta['runs']} runs (seeds 42, 43, …: initialisation and batch order, same data) on the random split's "
+             f"{len(meta['tasks'])} held-out tasks; IST at d_I = {meta['dim']}. std: a task's test score (×100) across "
+             "runs, averaged over tasks. The paper: 10 runs, 120 tasks, d_I = 10.", "",
+             "| method | runs | tasks | mean std ×100 | E_rel^PT | paper std | paper E_rel^PT |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, row in st.items():
+        paper = PAPER_TABLE4.get(method, ("", "59 %" if method.startswith("IST") else ""))
+        lines.append(f"| {method} | " + (f"{row['runs']} | {row['tasks']} | {100 * row['std']:.2f} | {row['E_rel_PT']:.2f}"
+                                         if row else "missing | | | ") + f" | {paper[0]} | {paper[1]} |")
+    return lines + [""]
+
+
+# What the world is built to show (world.py); `findings` prints what it does show beside it.
+EXPECTED = [
+    "Random subspace and DID: a random d-dimensional subspace (of prompts, or of all weights) has no reason to "
+    "contain a kind's planted directions: both far below IST at equal d_I.",
+    "Fig. 5: fewer training tasks leave some of a kind's d* directions unspanned by the prompts MSF sees, so "
+    "unseen tasks' E_rel rises with the share.",
+    "Fig. 6: the paper finds the MSF–IST gap on seen tasks narrowing with 2K shots, and IST's E_rel near but "
+    "not above 1 (with K shots, above: reconstructing many tasks' prompts together helps when data are few).",
+    "Table 4: the paper finds PT the least stable and stage two (PT from IST's solution) far more stable, at "
+    "E_rel ≥ PT's.",
+]
+
+
+def findings(rows, p):
+    """§4.3's effects as this run measured them, one line each (n/a where a run is missing)."""
+    def val(split, ch, d):
+        r = lookup(rows, split, ch, d)
+        return math.nan if r is None or r["missing"] else r["E_rel_PT"]
+    f = lambda v: "n/a" if math.isnan(v) else f"{v:.2f}"
     split = next(iter(p.meta["splits"]))
-    cell = next(c for c in p.cells if c.split == split and c.dim == dim and c.challenge == "T_train^same(IST)")
-    path = cell.job.folder / "z.safetensors"
-    if not path.is_file():
-        return None
-    z, _ = checkpoint.load(path, f"re-run: {cell.job.command()}")
-    names = sorted(z)
-    return names, torch.stack([z[n] for n in names]), [n in cell.tasks for n in names]
-
-
-def pca2(z):
-    """The first two principal components of the rows of z (K, d) -> (K, 2), and their share of variance."""
-    centred = z - z.mean(0)
-    _, s, v = torch.linalg.svd(centred, full_matrices=False)
-    coords = centred @ v[:2].T
-    if coords.size(1) < 2:
-        coords = torch.cat([coords, torch.zeros(len(coords), 2 - coords.size(1))], 1)
-    return coords, (s[:2] ** 2 / (s ** 2).sum()).tolist()
-
-
-def nearest_centroid_accuracy(z, labels):
-    """Leave-one-out nearest-centroid accuracy of `labels` from the rows of z: 1.0 when every
-    point is nearer its own group's centre than any other's (a number for "separates"); nan with
-    fewer than two groups (a split of one kind has nothing to separate)."""
-    groups = sorted(set(labels))
-    if len(groups) < 2:
-        return math.nan
-    right = 0
-    for i in range(len(labels)):
-        centres = {g: torch.stack([z[j] for j in range(len(labels)) if labels[j] == g and j != i]).mean(0)
-                   for g in groups if sum(1 for j in range(len(labels)) if labels[j] == g and j != i)}
-        right += min(centres, key=lambda g: (z[i] - centres[g]).norm().item()) == labels[i]
-    return right / len(labels)
-
-
-def kinds_and_categories(names, tasks):
-    """Each task's kind (cls, noncls) and category (its ontology after the kind)."""
-    return [tasks[n].type for n in names], [tasks[n].ontology.split("/", 1)[-1] or "?" for n in names]
-
-
-def separation(names, z, tasks):
-    """Leave-one-out nearest-centroid accuracy of the kinds, and of the categories within each kind."""
-    kinds, category = kinds_and_categories(names, tasks)
-    within = lambda kind: nearest_centroid_accuracy(z[[i for i, k in enumerate(kinds) if k == kind]],
-                                                    [c for c, k in zip(category, kinds) if k == kind])
-    return {"kind": nearest_centroid_accuracy(z, kinds), "category_cls": within("cls"),
-            "category_noncls": within("noncls")}
-
-
-def figure4(names, z, seen, tasks, path):
-    """Fig. 4's four panels: cls vs non-cls; seen vs unseen; categories within cls; within non-cls."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    coords, share = pca2(z)
-    kinds, category = kinds_and_categories(names, tasks)
-    panels = [("(a) task kind", kinds, range(len(names))),
-              ("(b) seen (MSF's tasks) vs unseen", ["seen" if s else "unseen" for s in seen], range(len(names))),
-              ("(c) categories within cls", category, [i for i, k in enumerate(kinds) if k == "cls"]),
-              ("(d) categories within non-cls", category, [i for i, k in enumerate(kinds) if k == "noncls"])]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
-    for ax, (title, labels, idx) in zip(axes, panels):
-        idx = list(idx)
-        for n, label in enumerate(sorted({labels[i] for i in idx})):
-            pts = [i for i in idx if labels[i] == label]
-            ax.scatter(coords[pts, 0], coords[pts, 1], s=22, label=label, marker="os^vDP*X"[n % 8])
-        ax.set(title=title, xlabel=f"PC1 ({100 * share[0]:.0f}% of variance)",
-               ylabel=f"PC2 ({100 * share[1]:.0f}%)" if len(share) > 1 else "PC2")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"PCA of the intrinsic vectors z found by IST (d_I = {z.size(1)}, {len(names)} tasks)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    held = next((ch[:-5] for ch in challenges(rows, split) if ch.startswith("T_test") and ch.endswith("(IST)")), "")
+    out = [f"Baselines, {split} split, {held} at d_I = {d}: IST {f(val(split, held + '(IST)', d))}, random subspace "
+           f"{f(val(split, held + '(random)', d))}, DID {f(val(split, held + '(DID)', d))}."
+           for d in p.meta["dims"] if lookup(rows, split, held + "(DID)", d)]
+    if "fractions" in p.meta:
+        pcts = p.meta["fractions"]["percent"]
+        out += [f"Fig. 5, T_test(IST) at d_I = {d}: " + " → ".join(
+                f"{f(val(f'random_{x}' if x < 100 else 'random', 'T_test(IST)', d))} ({x} %)" for x in pcts + [100]) + "."
+                for d in p.meta["fractions"]["dims"]]
+    if any(r["cell"].split == "cls-2K" for r in rows):
+        dims = p.meta["dims"]
+        for split, shots in (("cls", "K"), ("cls-2K", "2K")):
+            gaps = [val(split, "T_train(MSF)", d) - val(split, "T_train^same(IST)", d) for d in dims]
+            ist = [val(split, "T_train^same(IST)", d) for d in dims]
+            out.append(f"Fig. 6, {shots} shots: MSF − IST on seen tasks " + ", ".join(map(f, gaps)) +
+                       f" over d_I = {dims}; IST's best E_rel {f(max(ist))}.")
+    if p.stability:
+        st = results.stability(p)
+        std = lambda m: f"{100 * st[m]['std']:.2f}" if st.get(m) else "n/a"
+        rel = lambda m: f(st[m]["E_rel_PT"]) if st.get(m) else "n/a"
+        ist = next(m for m in st if m.startswith("IST"))
+        out.append(f"Table 4: std ×100 PT {std('PT')}, stage two {std('stage two: PT from IST')}, {ist} {std(ist)}"
+                   f", FT {std('FT')}; E_rel^PT stage two {rel('stage two: PT from IST')}, IST {rel(ist)}.")
+    return out
 
 
 def write(p, out, seconds=None):
-    """report.md, e_rel.png (Fig. 3), pca.png (Fig. 4) and per_task.tsv under `out`. -> summary dict."""
+    """report.md, e_rel.png (Fig. 3), pca.png (Fig. 4), fractions.png (Fig. 5), shots.png (Fig. 6) and
+    per_task.tsv under `out`. -> summary dict."""
     out = Path(out)
     tasks = data.load_tasks(p.meta["tasks_file"])
-    rows, refs = numbers(p)
+    rows, refs = results.numbers(p)
     (out / "per_task.tsv").write_text(per_task_tsv(rows, refs))
     dims = p.meta["dims"]
-    figure3(rows, p, out / "e_rel.png")
+    figures.figure3(rows, p, out / "e_rel.png")
     lines = [f"# IPT: the paper's experiments on {p.meta['source']}", ""]
     if seconds is not None:
         lines += [f"Wall time of this invocation: {seconds / 60:.1f} min.", ""]
-    lines += ["## Fig. 3: E_rel over d_I", "", "![Fig. 3](e_rel.png)", ""]
+    draws = max((len(r["cell"].jobs) for r in rows if "(random)" in r["cell"].challenge), default=0)
+    lines += ["## Fig. 3: E_rel over d_I", "", "![Fig. 3](e_rel.png)", "",
+              f"(random): the random subspace, each task's score the mean over {draws} draws of Proj_b. "
+              "(DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight.", ""]
     for ref in ("PT", "FT") if p.ft else ("PT",):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",
@@ -245,13 +205,14 @@ def write(p, out, seconds=None):
     for split in p.meta["splits"]:
         lines += [table(rows, split, dims, "E_abs", lambda v: f"{100 * v:.1f}"), ""]
     lines += ["References, E_abs of prompt tuning, fine-tuning and the PLM with no prompt on the same tasks:", "",
-              reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), ""]
+              reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), "",
+              "## Time per training step", "", costs(p, rows), ""]
     summary = {"rows": rows}
-    vectors = intrinsic_vectors(p, max(dims))
+    vectors = results.intrinsic_vectors(p, max(dims))
     lines += ["## Fig. 4: PCA of the intrinsic vectors", ""]
     if vectors:
-        figure4(*vectors, tasks, out / "pca.png")
-        summary["pca"] = separation(vectors[0], vectors[1], tasks)
+        figures.figure4(*vectors, tasks, out / "pca.png")
+        summary["pca"] = results.separation(vectors[0], vectors[1], tasks)
         lines += ["![Fig. 4](pca.png)", "",
                   "Leave-one-out nearest-centroid accuracy from z (1.0: every task nearer its own group's centre): "
                   "cls vs non-cls {kind}; categories within cls {category_cls}, within non-cls {category_noncls} "
@@ -259,6 +220,16 @@ def write(p, out, seconds=None):
                                                           for k, v in summary["pca"].items()}), ""]
     else:
         lines += ["missing: the IST run of the first split at the largest d_I.", ""]
+    if "fractions" in p.meta:
+        lines += fractions_section(rows, p, out)
+    if "shots" in p.meta:
+        lines += shots_section(rows, p, out)
+    if p.stability:
+        summary["stability"] = results.stability(p)
+        lines += stability_section(p)
+    lines += ["## §4.3 in numbers", ""] + [f"- {line}" for line in findings(rows, p)] + [""]
+    if p.meta["planted"]:
+        lines += ["What the world is built to show, and what the paper found:", ""] + [f"- {e}" for e in EXPECTED] + [""]
     missing = [j for j in p.jobs if not j.done()]
     if missing:
         lines += ["## Missing runs", "", "These stages have not finished; their cells say 'missing'. Each command makes one "

@@ -46,13 +46,16 @@ def stage_dir(cfg):
         kind = "ist" if cfg.subspace == "msf" else "ist-random"
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
     if cfg.init_from_ist or cfg.init_from_peft:
-        return run / f"pt-from-{Path(cfg.init_from_ist or cfg.init_from_peft).name}{seed}"
+        source = Path(cfg.init_from_ist or cfg.init_from_peft).name
+        return run / f"pt-from-{source}{'' if source.endswith(seed) else seed}"
     return run / f"{cfg.stage}-s{cfg.data_seed}-{selection}{seed}"
 
 
 def prompt_store(cfg):
-    """PT writes each task's best prompt here; MSF and reconstruct read them from it."""
-    return Path(cfg.prompt_store or Path(cfg.run) / f"prompts-s{cfg.data_seed}")
+    """PT writes each task's best prompt here; MSF and reconstruct read them from it. Another
+    initialisation seed gets its own store, so that repeated runs never overwrite MSF's inputs."""
+    seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
+    return Path(cfg.prompt_store or Path(cfg.run) / f"prompts-s{cfg.data_seed}{seed}")
 
 
 def load_prompts(store, names):

@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
+import data
 import did
 import ipt
 from conftest import tiny_llama, tiny_t5
@@ -26,6 +27,14 @@ def test_hadamard_is_sylvesters_matrix_and_orthogonal(L):
     torch.testing.assert_close(did.hadamard(did.hadamard(torch.eye(L, dtype=torch.float64))), L * torch.eye(L, dtype=torch.float64))
 
 
+@given(st.integers(0, 11), st.sampled_from([2, 4, 32]))
+def test_hadamard_in_blocks_is_the_whole_matrix(log_L, block):
+    """Any block size gives x @ H_L: Sylvester's H_L = H_f ⊗ H_{L/f} applied factor by factor."""
+    L = 2 ** log_L
+    x = torch.randn(2, L, dtype=torch.float64, generator=torch.Generator().manual_seed(log_L))
+    torch.testing.assert_close(did.hadamard(x, block=block), x @ sylvester(L).double())
+
+
 def test_fastfood_is_h_g_pi_h_b_written_out():
     g = torch.Generator().manual_seed(0)
     f = did.Fastfood(d=3, D=6, generator=g)                           # L = 8
@@ -41,6 +50,34 @@ def test_fastfood_keeps_the_length_of_z_whatever_the_tensor_size():
     for D in (100, 1000, 5000):
         ratios = [did.Fastfood(8, D, g)(z).norm() / z.norm() for z in torch.randn(20, 8, generator=g)]
         assert 0.6 < torch.stack(ratios).mean() < 1.4
+
+
+def test_the_batched_projection_is_each_weights_own_fastfood():
+    """Weights of one padded length are projected together; each still moves by its own P z."""
+    plm, d, seed = ipt.freeze(tiny_t5(seed=0)), 4, 7
+    names = [n for n, _ in plm.named_parameters()]                   # a tied weight once, by its first name
+    weights = did.IntrinsicWeights(plm, d, seed)
+    assert len(weights.lengths) < len(names)                          # batching happened
+    with torch.no_grad():
+        weights.z.copy_(torch.randn(d, generator=torch.Generator().manual_seed(0)))
+        for name in names:
+            module_name, _, attr = name.rpartition(".")
+            module = plm.get_submodule(module_name)
+            moved = getattr(module, attr) - module.parametrizations[attr].original
+            own = did.Fastfood(d, moved.numel(), data.task_generator(seed, name))(weights.z)
+            torch.testing.assert_close(moved.flatten(), own, rtol=1e-5, atol=1e-6)
+
+
+def test_training_passes_each_get_their_own_graph():
+    """Two forward/backward passes at one value of z (a step in chunks) both reach z."""
+    plm = ipt.freeze(tiny_t5(seed=1))
+    weights = did.IntrinsicWeights(plm, 3, 0)
+    ids, mask, labels = random_batch(torch.Generator().manual_seed(0), 2, 5, 3)
+    grads = []
+    for _ in range(2):
+        ipt.token_losses(plm, None, ids, mask, labels).sum().backward()
+        grads.append(weights.z.grad.clone())
+    torch.testing.assert_close(grads[1], 2 * grads[0])
 
 
 @pytest.mark.parametrize("make", [tiny_t5, tiny_llama], ids=["t5", "llama"])

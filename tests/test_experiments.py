@@ -3,6 +3,7 @@ every number in the report equals its recomputation from the results files; a mi
 named with its command; the PCA helpers; and the whole runner on real CrossFit files."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ import torch
 import data
 import experiments
 import report
+import results
+import stages
+import train
 from test_train import REAL, make_world
 
 
@@ -19,13 +23,15 @@ def toy(tmp_path_factory):
     (root / "splits").mkdir()
     (root / "splits" / "random.txt").write_text("[train]\nfirst-word\nlast-word\nhas-cat\n[test]\nsecond-word\n")
     (root / "splits" / "cls.txt").write_text("[train]\nhas-cat\n[test_in]\n[test_out]\nsecond-word\n")
+    (root / "splits" / "random_50.txt").write_text("[train]\nfirst-word\n[test]\nsecond-word\n")
     return root
 
 
 def toy_args(toy, run, *extra):
     return experiments.parse_args(["--run", str(run), "--data-dir", str(toy / "data"), "--tasks-file",
                                    str(toy / "tasks.txt"), "--splits-dir", str(toy / "splits"), "--model",
-                                   str(toy / "model"), "--prompt-len", "4", "--dims", "1,2", *extra])
+                                   str(toy / "model"), "--prompt-len", "4", "--dims", "1,2", "--fractions", "50",
+                                   "--did-dims", "2", "--stability-dim", "2", *extra])
 
 
 def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
@@ -41,10 +47,54 @@ def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
     assert len(folders) == len(set(folders)) and folders[:3] == [p.untuned.folder, p.pt.folder, p.ft.folder]
     for c in p.cells:
         if "IST" in c.challenge and "random" not in c.challenge:
-            msf = next(j for j in p.jobs if j.folder.name == f"msf-d{c.dim}" and j.folder.parent == c.job.folder.parent)
-            assert folders.index(msf.folder) < folders.index(c.job.folder)
-    diff = next(c for c in p.cells if c.challenge == "T_train^diff(IST)")
-    assert "--data-seed" in diff.job.argv and diff.job.argv[diff.job.argv.index("--data-seed") + 1] == "21"
+            msf = next(j for j in p.jobs if j.folder.name == f"msf-d{c.dim}" and j.folder.parent == c.jobs[0].folder.parent)
+            assert folders.index(msf.folder) < folders.index(c.jobs[0].folder)
+    diff = next(c for c in p.cells if c.challenge == "T_train^diff(IST)").jobs[0]
+    assert "--data-seed" in diff.argv and diff.argv[diff.argv.index("--data-seed") + 1] == "21"
+    # the baselines on held-out tasks: three draws of the random subspace under three seeds, DID at its d only
+    draws = next(c for c in p.cells if c.challenge == "T_test(random)" and c.dim == 1).jobs
+    assert [option(j, "--seed") for j in draws] == [None, "43", "44"] and len({j.folder for j in draws}) == 3
+    assert {c.dim for c in p.cells if "(DID)" in c.challenge} == {2}
+
+
+def option(job, flag):
+    return job.argv[job.argv.index(flag) + 1] if flag in job.argv else None
+
+
+def test_the_ablations_are_planned_as_more_stages_of_the_same_runner(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls", "--runs", "3", "--fraction-dims", "1,2"))
+    # Fig. 5: MSF on the fraction's split file, IST on the same held-out tasks, at the fraction d_I
+    fig5 = [c for c in p.cells if c.split == "random_50"]
+    assert {(c.challenge, c.dim) for c in fig5} == {("T_train(MSF)", 1), ("T_test(IST)", 1), ("T_train(MSF)", 2),
+                                                    ("T_test(IST)", 2)}
+    assert all(option(c.jobs[0], "--split").endswith("random_50.txt") for c in fig5)
+    # Fig. 6: the toy has no 2K-shot files, and the report will say so instead of failing
+    assert "no 32-shot files" in p.meta["shots"] and not any(c.split == "cls-2K" for c in p.cells)
+    # Table 4: seed 42 reuses the plan's PT and FT; other seeds their own folders; stage two starts from
+    # the IST run of the same seed; no run writes the prompt store MSF reads
+    st = p.stability
+    assert st["PT"][0] is p.pt and st["FT"][0] is p.ft and len({j.folder for j in st["PT"]}) == 3
+    for i, (ist, two) in enumerate(zip(st["IST (d_I = 2)"], st["stage two: PT from IST"])):
+        assert option(two, "--init-from-ist") == str(ist.folder) and option(two, "--seed") == option(ist, "--seed")
+        assert option(ist, "--seed") == (str(42 + i) if i else None)
+        assert option(two, "--tasks-from") == option(ist, "--tasks-from") == "test"
+    writers = [train.parse_args(j.argv) for j in p.jobs if option(j, "--stage") == "pt"]
+    stores = [stages.prompt_store(cfg) for cfg in writers]
+    assert len(set(stores)) == len(stores) and stores[0] == tmp_path / "prompts-s100"
+    with pytest.raises(SystemExit):
+        toy_args(toy, tmp_path, "--stability-dim", "5")                     # not of the sweep: refused at once
+
+
+def test_two_k_shots_are_planned_where_the_files_exist(toy, tmp_path):
+    for task in ("has-cat",):
+        for split in ("train", "dev", "test"):
+            src = data.task_file(toy / "data", task, split, 16, 100)
+            data.task_file(toy / "data", task, split, 32, 100).write_text(src.read_text() * 2)
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "cls"))
+    fig6 = [c for c in p.cells if c.split == "cls-2K"]
+    pt2k = fig6[0].ref
+    assert option(pt2k, "--k") == "32" and all(c.ref is pt2k and option(c.jobs[0], "--k") == "32" for c in fig6)
+    assert {c.challenge for c in fig6} == {"T_train(MSF)", "T_train^same(IST)"} and len(fig6) == 4
 
 
 def fake_results(job, scores):
@@ -70,16 +120,17 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
         if job is not p.jobs[-1]:                                     # the last stays missing
             fake_results(job, scores)
             written[job.folder] = scores
+    averaged = lambda jobs, t: sum(written[j.folder][t] for j in jobs) / len(jobs)
     summary = report.write(p, tmp_path)
     pt, ft, untuned = written[p.pt.folder], written[p.ft.folder], written[p.untuned.folder]
     per_task = [line.split("\t") for line in (tmp_path / "per_task.tsv").read_text().splitlines()[1:]]
     text = (tmp_path / "report.md").read_text()
     for row in summary["rows"]:
         c = row["cell"]
-        if c.job.folder not in written:
+        if any(j.folder not in written for j in c.jobs):
             assert row["missing"]
             continue
-        mine = {t: written[c.job.folder][t] for t in c.tasks}
+        mine = {t: averaged(c.jobs, t) for t in c.tasks}              # the random subspace: over its draws
         assert row["E_abs"] == pytest.approx(sum(mine.values()) / len(mine))
         assert row["E_rel_PT"] == pytest.approx(sum(mine[t] / pt[t] for t in mine) / len(mine))
         assert row["E_rel_FT"] == pytest.approx(sum(mine[t] / ft[t] for t in mine) / len(mine))
@@ -95,7 +146,26 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
     # the missing stage is named, with the command that makes it
     assert "missing" in text and p.jobs[-1].command() in text
     assert (tmp_path / "e_rel.png").stat().st_size > 10_000
+    # Table 4: each method's mean over tasks of the std across runs, and E_rel^PT of the run means
+    held = p.meta["stability"]["tasks"]
+    for method, jobs in p.stability.items():
+        got = summary["stability"][method]
+        if any(j.folder not in written for j in jobs):
+            assert got is None
+            continue
+        std = lambda t: statistics.pstdev([written[j.folder][t] for j in jobs])
+        assert got["std"] == pytest.approx(sum(std(t) for t in held) / len(held))
+        assert got["E_rel_PT"] == pytest.approx(sum(averaged(jobs, t) / averaged(p.stability["PT"], t)
+                                                    for t in held) / len(held))
+        assert f"| {method} | {len(jobs)} | {len(held)} | {100 * got['std']:.2f} | {got['E_rel_PT']:.2f}" in text
+    assert "## Fig. 5" in text and (tmp_path / "fractions.png").stat().st_size > 10_000
 
+
+def test_the_spread_of_runs_by_hand():
+    runs = [{"a": 0.5, "b": 1.0, "c": 0.2}, {"a": 0.7, "b": 1.0}, {"a": 0.6, "b": 1.0, "c": 0.4}]
+    std, mean = results.spread(runs, ["a", "b", "c"])                 # c is missing from one run: left out
+    assert mean == pytest.approx({"a": 0.6, "b": 1.0})
+    assert std == pytest.approx((math.sqrt(0.02 / 3) + 0.0) / 2)      # a: deviations ±0.1, 0 over 3 runs
 
 def test_a_report_of_nothing_names_every_stage(toy, tmp_path):
     p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random"))
@@ -106,17 +176,17 @@ def test_a_report_of_nothing_names_every_stage(toy, tmp_path):
 
 def test_pca_of_known_points():
     z = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [-1.0, 0, 0], [-2.0, 0, 0]]) + torch.tensor([0, 0, 5.0])
-    coords, share = report.pca2(z)
+    coords, share = results.pca2(z)
     assert share[0] == pytest.approx(1.0) and torch.allclose(coords[:, 0].abs(), torch.tensor([1.0, 2, 1, 2]))
-    assert report.nearest_centroid_accuracy(z, ["a", "a", "b", "b"]) == 1.0
-    assert report.nearest_centroid_accuracy(z, ["a", "b", "a", "b"]) == 0.0
-    assert math.isnan(report.nearest_centroid_accuracy(z, ["a"] * 4))       # one group: nothing to separate
+    assert results.nearest_centroid_accuracy(z, ["a", "a", "b", "b"]) == 1.0
+    assert results.nearest_centroid_accuracy(z, ["a", "b", "a", "b"]) == 0.0
+    assert math.isnan(results.nearest_centroid_accuracy(z, ["a"] * 4))       # one group: nothing to separate
 
 
 def test_a_split_of_one_kind_reports_no_separation_of_kinds():
     tasks = {n: data.Task(n, "ACC", "cls", f"cls/{c}") for n, c in zip("wxyz", ["p", "p", "q", "q"])}
     z = torch.tensor([[0.0, 1], [0, 1.1], [5, 0], [5.1, 0]])
-    got = report.separation(list("wxyz"), z, tasks)
+    got = results.separation(list("wxyz"), z, tasks)
     assert math.isnan(got["kind"]) and got["category_cls"] == 1.0 and math.isnan(got["category_noncls"])
 
 

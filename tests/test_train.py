@@ -9,6 +9,8 @@ import torch
 
 import checkpoint
 import data
+import plm
+import stages
 import train
 import trainstep
 from conftest import tiny_t5
@@ -354,3 +356,23 @@ def test_bf16_autocast_runs_on_a_cpu(world):
     assert all(math.isfinite(r["loss"]) for r in log)
     prompt = checkpoint.load(world / "runs" / "bf16" / "prompts-s100" / "has-cat.safetensors")[0]["prompt"]
     assert prompt.dtype == torch.float32
+
+
+def test_a_seed_changes_initialisation_and_batch_order_not_the_data(world):
+    """Table 4's runs differ by --seed: each task's initial prompt and z, and the order of its rows,
+    change; the K-shot data (train, dev, test) stay the same; another seed's PT writes its own prompt store."""
+    cfgs = [train.parse_args(args(world, "seeds", "--stage", "pt", "--tasks-from", "train", *s))
+            for s in ([], ["--seed", "43"])]
+    model, tokenizer = plm.load(cfgs[0], "cpu")
+    names = ["first-word", "last-word"]
+    tasks = data.load_tasks(world / "tasks.txt")
+    prepared = [data.prepare(cfg, names, tasks, tokenizer, False) for cfg in cfgs]
+    assert prepared[0] == prepared[1]
+    prompts = [stages.setup_pt(cfg, model, tokenizer, names, p).module.prompts[0] for cfg, p in zip(cfgs, prepared)]
+    z = [stages.setup_ist(cfg, model, tokenizer, names, p).module.z[0] for cfg, p in zip(cfgs, prepared)]
+    assert not torch.equal(*prompts) and not torch.equal(*z)
+    batchers = [data.TaskBatcher([t["train"] for t in p], 4, cfg.seed) for cfg, p in zip(cfgs, prepared)]
+    orders = [b.order(0, 0, names[0]) for b in batchers]
+    assert orders[0] != orders[1] and sorted(orders[0]) == sorted(orders[1])
+    assert stages.prompt_store(cfgs[0]) != stages.prompt_store(cfgs[1])
+    assert stages.stage_dir(cfgs[0]) != stages.stage_dir(cfgs[1])

@@ -1,0 +1,154 @@
+"""
+What the runs found, read back from the stage folders (results.tsv, metrics.jsonl, z.safetensors)
+into numbers: every cell of the paper's figures and tables (E_abs, E_rel against PT and against
+fine-tuning, over how many tasks), Table 4's spread over runs, each stage's time per step, and the
+analyses of the intrinsic vectors (PCA, how well they separate kinds and categories). Nothing is
+kept from the runs themselves, so the report can be redrawn at any time. figures.py draws these
+numbers; report.py writes them out.
+"""
+import json
+import math
+
+import torch
+
+import checkpoint
+import evaluate
+
+
+def scores_of(job):
+    """{task: test score} of a finished stage folder, or None when it has not run."""
+    return evaluate.read_results(job.folder) if job and job.done() else None
+
+
+def numbers(p):
+    """Every cell's tasks, scores and summary, from the results files (each read once; a stage
+    serves several cells). A cell of several jobs (the random subspace's draws) scores each task
+    by its mean over them, and is missing until all have run.
+    -> ([row dict per cell], {"PT", "FT", "untuned": {task: score} or None})"""
+    read = {}
+
+    def results(job):
+        if job.folder not in read:
+            read[job.folder] = scores_of(job)
+        return read[job.folder]
+
+    refs = {"PT": scores_of(p.pt), "FT": scores_of(p.ft), "untuned": scores_of(p.untuned)}
+    rows = []
+    for cell in p.cells:
+        runs = [results(j) for j in cell.jobs]
+        row = {"cell": cell, "missing": any(r is None for r in runs)}
+        # Fig. 6's 2K cells divide by the PT of their own shot count and have no fine-tuning reference
+        row["refs"] = {"PT": results(cell.ref), "FT": None} if cell.ref else {"PT": refs["PT"], "FT": refs["FT"]}
+        if not row["missing"]:
+            got = {t: sum(r[t] for r in runs) / len(runs) for t in cell.tasks if all(t in r for r in runs)}
+            row["scores"], row["n"] = got, len(got)
+            for name, ref in row["refs"].items():
+                s = evaluate.summarise(got, ref) if got and ref else None
+                row[f"E_rel_{name}"] = s["E_rel"] if s else math.nan
+            row["E_abs"] = sum(got.values()) / len(got) if got else math.nan
+        rows.append(row)
+    return rows, refs
+
+
+def challenges(rows, split):
+    return list(dict.fromkeys(r["cell"].challenge for r in rows if r["cell"].split == split))
+
+
+def lookup(rows, split, challenge, dim):
+    """The row of one cell, or None where the plan has none (DID runs at some d_I only)."""
+    return next((r for r in rows if (r["cell"].split, r["cell"].challenge, r["cell"].dim) == (split, challenge, dim)), None)
+
+
+def spread(runs, tasks):
+    """Table 4's stability of one method: runs = [{task: score}] under different seeds. -> (the mean
+    over tasks of the standard deviation of a task's score across runs (population std, ddof 0, as
+    numpy's default), {task: mean score over runs}); tasks missing from any run are left out."""
+    tasks = [t for t in tasks if all(t in r for r in runs)]
+    mean = {t: sum(r[t] for r in runs) / len(runs) for t in tasks}
+    std = [math.sqrt(sum((r[t] - mean[t]) ** 2 for r in runs) / len(runs)) for t in tasks]
+    return (sum(std) / len(std) if std else math.nan), mean
+
+
+def stability(p):
+    """Table 4's rows: per method its runs, the mean std over tasks and E_rel^PT of its mean scores
+    against PT's mean scores; None for a method with a missing run."""
+    tasks = p.meta["stability"]["tasks"]
+    pt_runs = [scores_of(j) for j in p.stability["PT"]]
+    pt_mean = spread(pt_runs, tasks)[1] if all(pt_runs) else None
+    out = {}
+    for method, jobs in p.stability.items():
+        runs = [scores_of(j) for j in jobs]
+        if not all(runs):
+            out[method] = None
+            continue
+        std, mean = spread(runs, tasks)
+        out[method] = {"runs": len(runs), "tasks": len(mean), "std": std,
+                       "E_rel_PT": evaluate.summarise(mean, pt_mean)["E_rel"] if pt_mean and mean else math.nan}
+    return out
+
+
+def seconds_per_step(job):
+    """(seconds per training step, tasks per step) averaged over a finished stage's logged records
+    (a per-task stage: over all its tasks' records), or None when it has not run."""
+    if not (job and job.done()):
+        return None
+    logs = [job.folder / "metrics.jsonl"] if (job.folder / "metrics.jsonl").is_file() else \
+        sorted(job.folder.glob("*/metrics.jsonl"))
+    records = [json.loads(line) for f in logs for line in f.read_text().splitlines() if line.strip()]
+    records = [r for r in records if "s_per_step" in r]
+    if not records:
+        return None
+    return (sum(r["s_per_step"] for r in records) / len(records),
+            sum(r.get("active", 1) for r in records) / len(records))
+
+
+def intrinsic_vectors(p, dim):
+    """z of every task IST trained at d_I = dim on the first split (random when planned):
+    -> (names, z (K, d_I), seen flags), or None when that IST run is missing."""
+    split = next(iter(p.meta["splits"]))
+    cell = next(c for c in p.cells if c.split == split and c.dim == dim and c.challenge == "T_train^same(IST)")
+    path = cell.jobs[0].folder / "z.safetensors"
+    if not path.is_file():
+        return None
+    z, _ = checkpoint.load(path, f"re-run: {cell.jobs[0].command()}")
+    names = sorted(z)
+    return names, torch.stack([z[n] for n in names]), [n in cell.tasks for n in names]
+
+
+def pca2(z):
+    """The first two principal components of the rows of z (K, d) -> (K, 2), and their share of variance."""
+    centred = z - z.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    coords = centred @ v[:2].T
+    if coords.size(1) < 2:
+        coords = torch.cat([coords, torch.zeros(len(coords), 2 - coords.size(1))], 1)
+    return coords, (s[:2] ** 2 / (s ** 2).sum()).tolist()
+
+
+def nearest_centroid_accuracy(z, labels):
+    """Leave-one-out nearest-centroid accuracy of `labels` from the rows of z: 1.0 when every
+    point is nearer its own group's centre than any other's (a number for "separates"); nan with
+    fewer than two groups (a split of one kind has nothing to separate)."""
+    groups = sorted(set(labels))
+    if len(groups) < 2:
+        return math.nan
+    right = 0
+    for i in range(len(labels)):
+        centres = {g: torch.stack([z[j] for j in range(len(labels)) if labels[j] == g and j != i]).mean(0)
+                   for g in groups if sum(1 for j in range(len(labels)) if labels[j] == g and j != i)}
+        right += min(centres, key=lambda g: (z[i] - centres[g]).norm().item()) == labels[i]
+    return right / len(labels)
+
+
+def kinds_and_categories(names, tasks):
+    """Each task's kind (cls, noncls) and category (its ontology after the kind)."""
+    return [tasks[n].type for n in names], [tasks[n].ontology.split("/", 1)[-1] or "?" for n in names]
+
+
+def separation(names, z, tasks):
+    """Leave-one-out nearest-centroid accuracy of the kinds, and of the categories within each kind."""
+    kinds, category = kinds_and_categories(names, tasks)
+    within = lambda kind: nearest_centroid_accuracy(z[[i for i, k in enumerate(kinds) if k == kind]],
+                                                    [c for c, k in zip(category, kinds) if k == kind])
+    return {"kind": nearest_centroid_accuracy(z, kinds), "category_cls": within("cls"),
+            "category_noncls": within("noncls")}
