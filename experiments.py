@@ -261,7 +261,8 @@ def parse_args(argv=None):
                                                                  "world, 10 on real data, as the paper)")
     p.add_argument("--allow-missing", action="store_true", help="train on the tasks present (real data)")
     p.add_argument("--train-args", default="", help="more train.py options for every stage, quoted")
-    p.add_argument("--demo", action="store_true", help="the README's demo: random split only, no fine-tuning")
+    p.add_argument("--demo", action="store_true", help="the README's demo: random split only, no fine-tuning, "
+                                                       "DID or §4.3")
     p.add_argument("--real", action="store_true", help="make real: the real CrossFit tasks with SmolLM2 "
                                                        "(defaults in REAL; any option above overrides them)")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what has finished")
@@ -274,6 +275,7 @@ def parse_args(argv=None):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
+        args.did_dims = args.did_dims or "none"                     # a fresh PLM per task: minutes the demo has not
     args.run = args.run or "runs/paper"
     args.splits = [s for s in args.splits.split(",") if s]
     if args.data_dir:
