@@ -227,8 +227,10 @@ def write(p, out, seconds=None):
     if p.stability:
         summary["stability"] = results.stability(p)
         lines += stability_section(p)
-    lines += ["## §4.3 in numbers", ""] + [f"- {line}" for line in findings(rows, p)] + [""]
-    if p.meta["planted"]:
+    found = findings(rows, p)
+    if found:
+        lines += ["## §4.3 in numbers", ""] + [f"- {line}" for line in found] + [""]
+    if found and p.meta["planted"]:
         lines += ["What the world is built to show, and what the paper found:", ""] + [f"- {e}" for e in EXPECTED] + [""]
     missing = [j for j in p.jobs if not j.done()]
     if missing:
