@@ -248,7 +248,8 @@ def parse_args(argv=None):
     p.add_argument("--msf-steps", type=int, default=200)
     p.add_argument("--ist-steps", type=int, default=150)
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
-    p.add_argument("--random-draws", type=int, default=3, help="draws of the random subspace's Proj_b, averaged")
+    p.add_argument("--random-draws", type=int, default=0, help="draws of the random subspace's Proj_b, averaged "
+                                                                "(default 3; 1 in the demo)")
     p.add_argument("--did-dims", default="", help="d of the DID baseline, of the sweep (default: the planted d* and "
                                                    "the largest on the world, 10 on real data); none: no DID")
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
@@ -275,8 +276,13 @@ def parse_args(argv=None):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
-        args.did_dims = args.did_dims or "none"                     # a fresh PLM per task: minutes the demo has not
+        # ≤ 15 min from a fresh clone (6.4 of them building the world): no DID (a fresh PLM per task),
+        # one draw of the random subspace, and d_I = 5 left out of the sweep
+        args.did_dims = args.did_dims or "none"
+        args.random_draws = args.random_draws or 1
+        args.dims = args.dims or "1,2,3,4,6,8"
     args.run = args.run or "runs/paper"
+    args.random_draws = args.random_draws or 3
     args.splits = [s for s in args.splits.split(",") if s]
     if args.data_dir:
         args.source, args.planted = f"{args.data_dir} with {args.model}", {}
