@@ -300,15 +300,19 @@ def parse_args(argv=None):
         args.planted = {"random": cfg["dim"], "cls": cfg["dim"], "non-cls": cfg["dim"]}   # see world.py
         args.dims = args.dims or "1,2,3,4,5,6,8"
         args.prompt_len = args.prompt_len or cfg["prompt_len"]
-    args.dims = [int(d) for d in args.dims.split(",")]
+    numbers = lambda flag, text: [int(x) for x in text.split(",")] if all(
+        x.strip().isdigit() for x in text.split(",")) else p.error(f"{flag} takes comma-separated whole numbers, got {text!r}")
+    args.dims = numbers("--dims", args.dims)
+    if args.random_draws < 1 or args.runs < 1:
+        p.error("--random-draws and --runs take 1 or more")
     # the ablations' d_I come from the sweep, so that every curve shares its points with Fig. 3
     wanted = (args.planted["random"], max(args.dims)) if args.planted else (5, 10)
-    pick = lambda given, default: sorted({int(d) for d in given.split(",")} if given else
-                                         {d for d in default if d in args.dims} or {max(args.dims)})
-    args.did_dims = [] if args.did_dims == "none" else pick(args.did_dims, wanted if args.planted else (10,))
-    args.fraction_dims = pick(args.fraction_dims, wanted)
-    args.stability_dim = args.stability_dim or pick("", (args.planted["random"],) if args.planted else (10,))[0]
-    args.fractions = [int(f) for f in (args.fractions or ("20,40,60,80" if not args.planted else "25,50,75")).split(",")]
+    pick = lambda flag, given, default: sorted(set(numbers(flag, given)) if given else
+                                               {d for d in default if d in args.dims} or {max(args.dims)})
+    args.did_dims = [] if args.did_dims == "none" else pick("--did-dims", args.did_dims, wanted if args.planted else (10,))
+    args.fraction_dims = pick("--fraction-dims", args.fraction_dims, wanted)
+    args.stability_dim = args.stability_dim or pick("", "", (args.planted["random"],) if args.planted else (10,))[0]
+    args.fractions = numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else "25,50,75"))
     off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim} - set(args.dims))
     if off:
         p.error(f"--did-dims, --fraction-dims and --stability-dim must be of the d_I sweep --dims {args.dims}: {off} is not")

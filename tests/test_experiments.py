@@ -81,8 +81,9 @@ def test_the_ablations_are_planned_as_more_stages_of_the_same_runner(toy, tmp_pa
     writers = [train.parse_args(j.argv) for j in p.jobs if option(j, "--stage") == "pt"]
     stores = [stages.prompt_store(cfg) for cfg in writers]
     assert len(set(stores)) == len(stores) and stores[0] == tmp_path / "prompts-s100"
-    with pytest.raises(SystemExit):
-        toy_args(toy, tmp_path, "--stability-dim", "5")                     # not of the sweep: refused at once
+    for bad in (["--stability-dim", "5"], ["--did-dims", "2,x"], ["--runs", "0"], ["--random-draws", "-1"]):
+        with pytest.raises(SystemExit):                                    # refused before anything runs
+            toy_args(toy, tmp_path, *bad)
 
 
 def test_two_k_shots_are_planned_where_the_files_exist(toy, tmp_path):
