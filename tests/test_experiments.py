@@ -203,13 +203,15 @@ def test_the_runner_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
     tiny_t5(seed=4, vocab=len(tokenizer), d_model=16).save_pretrained(tmp_path / "model")
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "random.txt").write_text("[train]\nglue-sst2\nag_news\nlama-trex\n[test]\nquarel\n")
+    (tmp_path / "splits" / "random_50.txt").write_text("[train]\nglue-sst2\n[test]\nquarel\n")
     small = ["--pt-steps", "4", "--ft-steps", "2", "--msf-steps", "4", "--ist-steps", "4", "--eval-every", "2",
              "--train-args", "--max-test 10 --max-input-len 48 --batch-size 2"]
     argv = ["--run", str(tmp_path / "paper"), "--data-dir", str(REAL), "--model", str(tmp_path / "model"),
-            "--splits-dir", str(tmp_path / "splits"), "--splits", "random", "--dims", "1,2", "--prompt-len", "4", *small]
+            "--splits-dir", str(tmp_path / "splits"), "--splits", "random", "--dims", "1,2", "--prompt-len", "4", "--fractions", "50", "--runs", "2", *small]
     summary = experiments.main(argv)
     text = (tmp_path / "paper" / "report.md").read_text()
     assert "Missing runs" not in text and (tmp_path / "paper" / "pca.png").is_file()
-    ist = [r for r in summary["rows"] if r["cell"].challenge == "T_test(IST)"]
+    assert "## Fig. 5" in text and "## Table 4" in text                                 # §4.3 runs on real data too
+    ist = [r for r in summary["rows"] if (r["cell"].split, r["cell"].challenge) == ("random", "T_test(IST)")]
     assert [r["n"] for r in ist] == [1, 1] and all(0 <= r["E_abs"] <= 1 for r in ist)
     experiments.main(argv)                                   # everything finished: nothing runs again
