@@ -119,10 +119,10 @@ def shots_section(rows, p, out):
 PAPER_TABLE4 = {"PT": ("4.19", "100 %"), "stage two: PT from IST": ("1.65", "103.4 %")}
 
 
-def stability_section(p):
+def stability_section(p, st):
     """Table 4: per method the mean over tasks of the std of the test score across runs, and E_rel^PT
     of its mean scores; the paper's figures beside (§4.3: IST alone reached 59 %)."""
-    st, meta = results.stability(p), p.meta["stability"]
+    meta = p.meta["stability"]
     lines = ["## Table 4: stability over runs", "",
              f"{meta['runs']} runs (seeds 42, 43, …: initialisation and batch order, same data) on the random split's "
              f"{len(meta['tasks'])} held-out tasks; IST at d_I = {meta['dim']}. std: a task's test score (×100) across "
@@ -148,7 +148,7 @@ EXPECTED = [
 ]
 
 
-def findings(rows, p):
+def findings(rows, p, st=None):
     """§4.3's effects as this run measured them, one line each (n/a where a run is missing)."""
     def val(split, ch, d):
         r = lookup(rows, split, ch, d)
@@ -171,8 +171,7 @@ def findings(rows, p):
             ist = [val(split, "T_train^same(IST)", d) for d in dims]
             out.append(f"Fig. 6, {shots} shots: MSF − IST on seen tasks " + ", ".join(map(f, gaps)) +
                        f" over d_I = {dims}; IST's best E_rel {f(max(ist))}.")
-    if p.stability:
-        st = results.stability(p)
+    if st:
         std = lambda m: f"{100 * st[m]['std']:.2f}" if st.get(m) else "n/a"
         rel = lambda m: f(st[m]["E_rel_PT"]) if st.get(m) else "n/a"
         ist = next(m for m in st if m.startswith("IST"))
@@ -225,9 +224,9 @@ def write(p, out, seconds=None):
     if "shots" in p.meta:
         lines += shots_section(rows, p, out)
     if p.stability:
-        summary["stability"] = results.stability(p)
-        lines += stability_section(p)
-    found = findings(rows, p)
+        summary["stability"] = results.stability(p)                   # reads every run's results once
+        lines += stability_section(p, summary["stability"])
+    found = findings(rows, p, summary.get("stability"))
     if found:
         lines += ["## §4.3 in numbers", ""] + [f"- {line}" for line in found] + [""]
     if found and p.meta["planted"]:
