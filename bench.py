@@ -63,7 +63,7 @@ def frozen_t5(shape, vocab, device):
     torch.manual_seed(0)
     config = T5Config(**{"vocab_size": vocab, **SHAPES[shape]}, dropout_rate=0.0, decoder_start_token_id=0,
                       pad_token_id=0, eos_token_id=1)
-    return ipt.freeze(T5ForConditionalGeneration(config).to(device))
+    return ipt.freeze(plm.one_mask(T5ForConditionalGeneration(config)).to(device))
 
 
 class Clock:

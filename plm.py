@@ -61,6 +61,38 @@ def locate(name):
     return name, None
 
 
+# T5 under SDPA merges its relative position bias (1, heads, S, S) with the padding mask (B, 1, 1, S)
+# into one (B, heads, S, S) tensor in every layer, though every layer gets the same two tensors.
+# That merge was a fifth of a small T5's multi-task step and a third of its generation (bench.py,
+# 2 cores); this attention does it once per forward and is otherwise transformers' own SDPA.
+ONE_MASK = "sdpa_one_mask"
+_merged = [None]                                    # (position_bias, mask, is_causal, merged) of the last call
+
+
+def sdpa_one_mask(module, query, key, value, attention_mask, position_bias=None, **kwargs):
+    from transformers.integrations import sdpa_attention as sdpa
+    if position_bias is not None:
+        is_causal = query.size(2) > 1 and attention_mask is None and kwargs.get("is_causal", module.is_causal)
+        last = _merged[0]
+        if not (last and last[0] is position_bias and last[1] is attention_mask and last[2] == is_causal):
+            last = (position_bias, attention_mask, is_causal,
+                    sdpa.create_position_bias_mask(position_bias, attention_mask, is_causal, query, key))
+            _merged[0] = last
+        attention_mask, position_bias, kwargs["is_causal"] = last[3], None, False
+    return sdpa.sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def one_mask(model):
+    """Give a T5 the attention above where it runs transformers' SDPA (other models: unchanged)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    if model.config.model_type in ("t5", "mt5") and model.config._attn_implementation == "sdpa":
+        AttentionInterface.register(ONE_MASK, sdpa_one_mask)
+        AttentionMaskInterface.register(ONE_MASK, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        model.set_attn_implementation(ONE_MASK)
+    return model
+
+
 def _cannot_load(cfg, e):
     return data.UserError(f"cannot load --model {cfg.model!r}: {str(e).splitlines()[0][:300]}\nGive a local folder "
                           "saved with save_pretrained, or a hub name on a machine that can reach the hub.")
@@ -94,7 +126,7 @@ def load(cfg, device, config=None):
     if tokenizer.pad_token_id is None:                       # causal LMs often have none; any id will do,
         tokenizer.pad_token = tokenizer.eos_token            # padding is masked out
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return ipt.freeze(model.to(device)), tokenizer
+    return ipt.freeze(one_mask(model).to(device)), tokenizer
 
 
 # -----------------------------------------------------------------------------

@@ -1,13 +1,47 @@
-"""Reading the model's answers: rank classification (--eval rank) picks the most likely class, and
-agrees with generation wherever generation produces one of the task's labels."""
+"""The frozen model: T5's attention with one merged mask per forward computes what transformers'
+SDPA does; rank classification (--eval rank) picks the most likely class, and agrees with
+generation wherever generation produces one of the task's labels."""
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 import data
 import ipt
 import plm
 import train
+from conftest import VOCAB, tiny_t5
 from test_train import WORDS, args
+
+
+@given(seed=st.integers(0, 2**16), rows=st.integers(1, 5), T=st.integers(1, 12), L=st.integers(1, 5),
+       P=st.integers(0, 4))
+def test_one_merged_mask_gives_sdpas_losses_generations_and_prompt_gradients_bit_for_bit(seed, rows, T, L, P):
+    """Padded rows, targets of several lengths, with and without a prompt: the bias-and-mask merge
+    made once per forward changes no bit of the loss, of the prompt's gradient, or of what is generated."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (rows, T), generator=g)
+    mask = (torch.arange(T)[None] < torch.randint(1, T + 1, (rows, 1), generator=g)).long()
+    labels = torch.randint(2, VOCAB, (rows, L), generator=g)
+    labels[torch.arange(L)[None] >= torch.randint(1, L + 1, (rows, 1), generator=g)] = ipt.IGNORE
+    model = ipt.freeze(tiny_t5())
+    out = {}
+    for attention in ("sdpa", plm.ONE_MASK):
+        if attention == plm.ONE_MASK:
+            plm.one_mask(model)
+        assert model.config._attn_implementation == attention
+        prompt = (torch.randn(rows, P, model.config.d_model, generator=torch.Generator().manual_seed(seed))
+                  .requires_grad_()) if P else None
+        losses = ipt.token_losses(model, prompt, ids, mask, labels)
+        if P:
+            losses.sum().backward()
+        out[attention] = (losses.detach(), prompt.grad if P else None,
+                          ipt.generate(model, prompt, ids, mask, max_new_tokens=4))
+    (a, ga, ida), (b, gb, idb) = out.values()
+    assert torch.equal(a, b) and torch.equal(ida, idb) and (P == 0 or torch.equal(ga, gb))
+
+
+def test_other_models_keep_their_attention(llama):
+    assert plm.one_mask(llama).config._attn_implementation == "sdpa"
 
 
 class Tokens:
