@@ -75,8 +75,10 @@ def sdpa_one_mask(module, query, key, value, attention_mask, position_bias=None,
         is_causal = query.size(2) > 1 and attention_mask is None and kwargs.get("is_causal", module.is_causal)
         last = _merged[0]
         if not (last and last[0] is position_bias and last[1] is attention_mask and last[2] == is_causal):
+            # T5's bias comes permuted, (1, heads, S, S) with heads outermost in memory; laid out plainly
+            # first (S² numbers), the merge writes its output in order instead of copying it once more
             last = (position_bias, attention_mask, is_causal,
-                    sdpa.create_position_bias_mask(position_bias, attention_mask, is_causal, query, key))
+                    sdpa.create_position_bias_mask(position_bias.contiguous(), attention_mask, is_causal, query, key))
             _merged[0] = last
         attention_mask, position_bias, kwargs["is_causal"] = last[3], None, False
     return sdpa.sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
