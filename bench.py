@@ -14,7 +14,7 @@ and training examples/s; the FLOPs of a training step, counted by torch.utils.fl
 matmul and attention product of the frozen model's forward, and of its backward to the prompt:
 weight gradients are never computed), as achieved FLOP/s and a fraction of the machine's peak;
 the share of a step's x+y tokens that is padding, in one pass and in length-sorted passes under
---tokens-per-forward.
+--tokens-per-forward. The frozen T5 runs with plm.sdpa_one_mask, as train.py's does.
 
     python bench.py                                # make bench: the tiny T5, then the T5-base shape
     python bench.py --shape base --precision bf16  # on a CPU: also a step in bf16 against fp32
@@ -177,7 +177,9 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=4, help="rows per task per step")
     p.add_argument("--max-test", type=int, default=32, help="test rows per task")
     p.add_argument("--prompt-len", type=int, default=20)
-    p.add_argument("--tokens-per-forward", type=int, default=0)
+    p.add_argument("--tokens-per-forward", type=int, default=-1,
+                   help="as train.py's; default: 2048 for tiny (on 2 cores: a multi-task step 165 -> 124 ms), "
+                        "0 (one pass) for base, where a step is compute-bound")
     p.add_argument("--eval", choices=["generate", "rank"], default="generate", help="how dev and test are scored")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="as train.py's")
     p.add_argument("--rounds", type=int, default=2)
@@ -195,7 +197,8 @@ def bench(args, shape, device):
     data_dir, names, tasks, source = tasks_and_data(n, Path(args.data_dir))
     cfg = train.Config(data_dir=str(data_dir), prompt_len=args.prompt_len, batch_size=args.rows, steps=steps,
                        eval_every=args.eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
-                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, precision=args.precision, tokens_per_forward=args.tokens_per_forward,
+                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, precision=args.precision,
+                       tokens_per_forward={"tiny": 2048, "base": 0}[shape] if args.tokens_per_forward < 0 else args.tokens_per_forward,
                        device=str(device))
     texts = [ex.input for name in dict.fromkeys(names) for ex in data.read_examples(data.task_file(data_dir, name, "train"))]
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
