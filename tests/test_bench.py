@@ -7,6 +7,6 @@ def test_bench_reports_the_whole_procedure_its_parts_flops_and_padding(capsys):
     bench.main(["--shape", "tiny", "--tasks", "2", "--steps", "2", "--rounds", "1", "--max-test", "4",
                 "--tokens-per-forward", "256", "--precision", "bf16"])
     out = capsys.readouterr().out
-    for part in ("whole procedure", "training steps", "dev generation", "test generation", "training examples/s",
+    for part in ("whole procedure", "ratio of each round", "training steps", "dev generation", "test generation", "training examples/s",
                  "GFLOP/s in the training part", "% of peak", "in passes of ≤ 256 tokens", "bf16 autocast"):
         assert part in out, part
