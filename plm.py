@@ -65,22 +65,22 @@ def locate(name):
 # into one (B, heads, S, S) tensor in every layer, though every layer gets the same two tensors.
 # That merge was a fifth of a small T5's multi-task step and a third of its generation (bench.py,
 # 2 cores); this attention does it once per forward and is otherwise transformers' own SDPA.
+# The merged mask is kept on the bias tensor itself, so it lives exactly as long as that forward's bias.
 ONE_MASK = "sdpa_one_mask"
-_merged = [None]                                    # (position_bias, mask, is_causal, merged) of the last call
 
 
 def sdpa_one_mask(module, query, key, value, attention_mask, position_bias=None, **kwargs):
     from transformers.integrations import sdpa_attention as sdpa
     if position_bias is not None:
         is_causal = query.size(2) > 1 and attention_mask is None and kwargs.get("is_causal", module.is_causal)
-        last = _merged[0]
-        if not (last and last[0] is position_bias and last[1] is attention_mask and last[2] == is_causal):
+        merged = getattr(position_bias, "merged", None)                 # (mask, is_causal, merged mask)
+        if not (merged and merged[0] is attention_mask and merged[1] == is_causal):
             # T5's bias comes permuted, (1, heads, S, S) with heads outermost in memory; laid out plainly
             # first (S² numbers), the merge writes its output in order instead of copying it once more
-            last = (position_bias, attention_mask, is_causal,
-                    sdpa.create_position_bias_mask(position_bias.contiguous(), attention_mask, is_causal, query, key))
-            _merged[0] = last
-        attention_mask, position_bias, kwargs["is_causal"] = last[3], None, False
+            merged = (attention_mask, is_causal,
+                      sdpa.create_position_bias_mask(position_bias.contiguous(), attention_mask, is_causal, query, key))
+            position_bias.merged = merged
+        attention_mask, position_bias, kwargs["is_causal"] = merged[2], None, False
     return sdpa.sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
