@@ -6,12 +6,13 @@ Items are nonce words, each with a hidden feature vector f(w) ∈ R^{d*}. A task
 θ ∈ R^{d*}; both types ask which item lies nearest to θ, i.e. the highest score
 θ·f(w) − ½‖f(w)‖² (one attention logit):
 
-  pick    (non-cls, EM)   "pick: w1 w2 w3 w4 w5" -> the item nearest to θ
-  colour  (cls, ACC)      "colour: w1 … w5"      -> the colour of the item nearest to θ; every item
-                                                    has one of five colours, and an input shows one
-                                                    item of each
+  pick    (non-cls, EM)   "w1 w2 w3 w4 w5" -> the item nearest to θ
+  colour  (cls, ACC)      "w1 w2 w3 w4 w5" -> the colour of the item nearest to θ; every item
+                                              has one of five colours, and an input shows one
+                                              item of each
 
-The answer depends on all of θ, its length included. (An earlier world used argmax θ·f and
+The input does not name the type: only the prompt (at pretraining, the conditioning) tells the
+model which question it is asked. The answer depends on all of θ, its length included. (An earlier world used argmax θ·f and
 sign θ·f: those ignore θ's length, so a task was only a direction, one number fewer, and IST
 at d_I = d* − 1 did as well as at d*. A cls type answering "first" or "second" of two items
 was not learnt at all: it needs positions, which T5's cross-attention does not see. With two
@@ -23,15 +24,22 @@ explicitly: P conditioning vectors, a linear map of θ of the type's own, prepen
 Like a real PLM it then does any task of the family when conditioned right, and prompt tuning has
 to find that conditioning from K examples. What each experiment should show follows from that:
 
-  - a kind's ideal prompts fill a d*-dimensional subspace: IST has its knee at d*;
-  - the two kinds' subspaces differ, so a subspace found on one kind fails the other (T_test^out);
-  - the random split, trained on both, needs d* too, not the union 2·d*: each kind reads only its
-    own directions of the prompt, so one code z sets both kinds' θ at once (measured: knee at 3);
-  - a kind's tasks come in categories (clusters of θ), which Fig. 4's PCA should separate.
+  - a kind's ideal prompts fill a d*-dimensional subspace: IST has its knee at d* on the cls and
+    non-cls splits;
+  - the two kinds' subspaces differ, so a subspace found on one kind fails the other (T_test^out):
+    it cannot even tell the model which kind of answer to give;
+  - the random split, trained on both, needs d* + 1: θ's d* numbers and which kind. Not the union
+    2·d*: each kind reads only its own directions of the prompt, so one code z sets both kinds' θ
+    at once, and one more direction chooses the kind;
+  - a kind's tasks come in categories (clusters of θ), which Fig. 4's PCA should separate, and
+    the two kinds lie apart.
+(World v6 named the type in the input, "pick: w1 …": then the kind needed no direction of the
+prompt, the random split's knee sat at d*, and Fig. 4 did not separate cls from non-cls.)
 
 Everything is deterministic from WorldConfig and cached.
 
     python world.py [--root cache/world]      # build (or reuse) and print the pretraining report
+    python world.py --seed 1                  # another draw of the same world: which effects are robust
 """
 import argparse
 import hashlib
@@ -60,7 +68,7 @@ CATEGORIES = ("A", "B")                         # θ clusters within each type, 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    version: int = 6                  # bump when the generator changes: it is part of the cache key
+    version: int = 7                  # bump when the generator changes: it is part of the cache key
     seed: int = 0
     dim: int = 3                      # d*, the planted intrinsic dimension of one kind
     items: int = 160                  # nonce words
@@ -122,7 +130,7 @@ class World:
             shown = pool[torch.randperm(len(pool), generator=g)[:SHOWN[kind]]]
         best = shown[self.score(theta, shown).argmax()]
         answer = self.items[best] if kind == "pick" else COLOURS[self.colour[best]]
-        return f"{kind}: " + " ".join(self.items[i] for i in shown), answer
+        return " ".join(self.items[i] for i in shown), answer          # v7: only the prompt tells the kind
 
     def k_shot(self, kind, theta, g, items, k):
         """CrossFit's K-shot train and dev sets, no input in both: 2k examples each for pick
@@ -304,8 +312,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="where to build it (default cache/world-<config hash>)")
     p.add_argument("--pretrain-steps", type=int, default=WorldConfig.pretrain_steps)
+    p.add_argument("--seed", type=int, default=WorldConfig.seed, help="another draw of items, θ and pretraining")
     args = p.parse_args(argv)
-    root = build(WorldConfig(pretrain_steps=args.pretrain_steps), args.root)
+    root = build(WorldConfig(seed=args.seed, pretrain_steps=args.pretrain_steps), args.root)
     print(root, json.loads((root / "world.json").read_text())["pretraining"])
 
 

@@ -23,10 +23,10 @@ def test_labels_follow_theta():
     for name, kind, category, theta in w.tasks:
         for _ in range(20):
             x, y = w.example(kind, theta, g)
-            items = [w.items.index(t) for t in x.split(": ")[1].split()]
+            items = [w.items.index(t) for t in x.split()]
             distance = ((w.features[items] - theta) ** 2).sum(1)              # nearest = highest score
             nearest = items[distance.argmin()]
-            assert len(items) == world.SHOWN[kind]
+            assert len(items) == world.SHOWN[kind] and kind not in x     # only the prompt tells the kind
             assert y == (w.items[nearest] if kind == "pick" else world.COLOURS[w.colour[nearest]])
             if kind == "colour":                                           # one item of each colour
                 assert sorted(w.colour[items].tolist()) == list(range(len(world.COLOURS)))
