@@ -107,6 +107,8 @@ def plan(args):
         return Job(argv, train.stages.stage_dir(train.parse_args(argv)))
 
     p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
+                   "pca_dim": args.pca_dim,
+                   "split_dims": {s: args.split_dims.get(s.removesuffix("-2K"), args.dims) for s in [*splits, "cls-2K"]},
                    "tasks_file": args.tasks_file})
     lr = ["--lr", args.pt_lr] if args.pt_lr else []
     p.untuned = p.add(job(run, run / "splits" / "all.txt", "--stage", "untuned", "--tasks-from", "all"))
@@ -122,17 +124,20 @@ def plan(args):
         did = on_heldout(run / "did", "--stage", "did", "--intrinsic-dim", d, "--steps", args.ist_steps) \
             if d in args.did_dims else None
         for s, sections in splits.items():
+            if d not in args.split_dims.get(s, args.dims):
+                continue
             held = [sec for sec in sections if sec != "train"]
             where = (run / s, split_path(args, s))
             msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *store))
             rec = p.add(job(*where, "--stage", "reconstruct", "--intrinsic-dim", d, *store))
             same = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
                              "--tasks-from", ",".join(["train", *held])))
-            diff = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
-                             "--data-seed", RESAMPLED_SEED, "--tasks-from", "train"))
             p.cells += [Cell(s, "T_train(MSF)", d, [msf], sections["train"]),
-                        Cell(s, "T_train^same(IST)", d, [same], sections["train"]),
-                        Cell(s, "T_train^diff(IST)", d, [diff], sections["train"])]
+                        Cell(s, "T_train^same(IST)", d, [same], sections["train"])]
+            if args.resampled:
+                diff = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
+                                 "--data-seed", RESAMPLED_SEED, "--tasks-from", "train"))
+                p.cells += [Cell(s, "T_train^diff(IST)", d, [diff], sections["train"])]
             for sec in held:
                 p.cells += [Cell(s, heldout_label(sec, "MSF"), d, [rec], sections[sec]),
                             Cell(s, heldout_label(sec, "IST"), d, [same], sections[sec]),
@@ -176,7 +181,7 @@ def plan_shots(p, args, job, cls_train, lr):
         return
     where, k = (Path(args.run) / "cls-2K", split_path(args, "cls")), ["--k", TWO_K]
     pt = p.add(job(*where, "--stage", "pt", "--tasks-from", "train", "--steps", args.pt_steps, *lr, *k))
-    for d in args.dims:
+    for d in args.split_dims.get("cls", args.dims):
         msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *k))
         ist = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "train", *k))
         p.cells += [Cell("cls-2K", "T_train(MSF)", d, [msf], cls_train, ref=pt),
@@ -217,7 +222,9 @@ def execute(p):
     print(f"{len(p.jobs)} stages planned, {len(p.jobs) - len(todo)} already finished")
     for i, job in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {job.command()}", flush=True)
+        started = time.time()
         train.main(job.argv)
+        print(f"[{i}/{len(todo)}] done in {time.time() - started:.1f} s", flush=True)
 
 
 # make real: PT -> MSF -> IST (seen and unseen) on the random split's tasks that have data, with
@@ -237,8 +244,12 @@ def parse_args(argv=None):
     p.add_argument("--tasks-file", default="", help="task table (default: the world's, or tasks.txt)")
     p.add_argument("--splits-dir", default="", help="folder of split files (default: the world's, or splits/)")
     p.add_argument("--model", default="", help="T5 name or folder (default: the world's model)")
+    p.add_argument("--world-seed", type=int, default=0, help="another draw of the offline world (world.py --seed)")
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, non-cls, cls")
     p.add_argument("--dims", default="", help="the d_I sweep (default 1,2,3,4,5,6,8 on the world; 1,5,10,25,50,100 on real data)")
+    p.add_argument("--split-dims", action="append", default=[], metavar="SPLIT=D,D,…",
+                   help="a split's own d_I, of the sweep, instead of all of it (repeatable; tests/test_paper.py "
+                        "sweeps each split around its planted dimension)")
     p.add_argument("--prompt-len", type=int, default=0, help="P (default: the world's 4; 100 on real data)")
     p.add_argument("--batch-size", type=int, default=4, help="rows per task per step")
     p.add_argument("--eval-every", type=int, default=25)
@@ -247,6 +258,8 @@ def parse_args(argv=None):
     p.add_argument("--ft-steps", type=int, default=300)
     p.add_argument("--msf-steps", type=int, default=200)
     p.add_argument("--ist-steps", type=int, default=150)
+    p.add_argument("--resampled", action=argparse.BooleanOptionalAction, default=True,
+                   help="T_train^diff(IST): IST on another K-shot sample of the training tasks")
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
     p.add_argument("--random-draws", type=int, default=0, help="draws of the random subspace's Proj_b, averaged "
                                                                 "(default 3; 1 in the demo)")
@@ -260,6 +273,9 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=3, help="Table 4: runs under seeds 42, 43, … (the paper: 10)")
     p.add_argument("--stability-dim", type=int, default=0, help="Table 4's IST d_I, of the sweep (default: d* on the "
                                                                  "world, 10 on real data, as the paper)")
+    p.add_argument("--pca-dim", type=int, default=0, help="Fig. 4's d_I, of the sweep (default: the random split's "
+                                                          "planted d on the world, where the two components drawn "
+                                                          "separate the kinds; 10 on real data)")
     p.add_argument("--allow-missing", action="store_true", help="train on the tasks present (real data)")
     p.add_argument("--train-args", default="", help="more train.py options for every stage, quoted")
     p.add_argument("--demo", action="store_true", help="the README's demo: random split only, no fine-tuning, "
@@ -285,6 +301,8 @@ def parse_args(argv=None):
     args.random_draws = args.random_draws or 3
     args.splits = [s for s in args.splits.split(",") if s]
     if args.data_dir:
+        if args.world_seed:
+            p.error("--world-seed draws another offline world; with --data-dir there is none")
         args.source, args.planted = f"{args.data_dir} with {args.model}", {}
         args.tasks_file = args.tasks_file or str(data.HERE / "tasks.txt")
         args.dims = args.dims or "1,5,10,25,50,100"
@@ -292,30 +310,40 @@ def parse_args(argv=None):
         if not args.model:
             p.error("--model is needed with --data-dir (a T5 name or folder)")
     else:
-        root = world.build()
+        root = world.build(world.WorldConfig(seed=args.world_seed))
         cfg = json.loads((root / "world.json").read_text())["config"]
         args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
         args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
-        args.source = f"the offline world (d* = {cfg['dim']} per kind)"
-        args.planted = {"random": cfg["dim"], "cls": cfg["dim"], "non-cls": cfg["dim"]}   # see world.py
+        args.source = f"the offline world (seed {cfg['seed']}; d* = {cfg['dim']} per kind)"
+        # see world.py: a kind's d*; the random split also needs the kind, one direction more
+        args.planted = {"random": cfg["dim"] + 1, "cls": cfg["dim"], "non-cls": cfg["dim"]}
         args.dims = args.dims or "1,2,3,4,5,6,8"
         args.prompt_len = args.prompt_len or cfg["prompt_len"]
     numbers = lambda flag, text: [int(x) for x in text.split(",")] if all(
         x.strip().isdigit() for x in text.split(",")) else p.error(f"{flag} takes comma-separated whole numbers, got {text!r}")
     args.dims = numbers("--dims", args.dims)
+    own = dict(x.partition("=")[::2] for x in args.split_dims)
+    if not set(own) <= set(SPLITS):
+        p.error(f"--split-dims takes SPLIT=D,D,… with SPLIT one of {', '.join(SPLITS)}; got {sorted(set(own) - set(SPLITS))}")
+    args.split_dims = {s: numbers("--split-dims", text) for s, text in own.items()}
+    if any(set(ds) - set(args.dims) for ds in args.split_dims.values()):
+        p.error(f"--split-dims must be of the d_I sweep --dims {args.dims}")
     if args.random_draws < 1 or args.runs < 1:
         p.error("--random-draws and --runs take 1 or more")
-    # the ablations' d_I come from the sweep, so that every curve shares its points with Fig. 3
+    # the ablations' d_I come from the random split's sweep, so that every curve shares its points with Fig. 3
+    random_dims = args.split_dims.get("random", args.dims)
     wanted = (args.planted["random"], max(args.dims)) if args.planted else (5, 10)
     pick = lambda flag, given, default: sorted(set(numbers(flag, given)) if given else
-                                               {d for d in default if d in args.dims} or {max(args.dims)})
+                                               {d for d in default if d in random_dims} or {max(random_dims)})
     args.did_dims = [] if args.did_dims == "none" else pick("--did-dims", args.did_dims, wanted if args.planted else (10,))
     args.fraction_dims = pick("--fraction-dims", args.fraction_dims, wanted)
-    args.stability_dim = args.stability_dim or pick("", "", (args.planted["random"],) if args.planted else (10,))[0]
+    one = pick("", "", (args.planted["random"],) if args.planted else (10,))[0]
+    args.stability_dim, args.pca_dim = args.stability_dim or one, args.pca_dim or one
     args.fractions = numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else "25,50,75"))
-    off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim} - set(args.dims))
+    off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim, args.pca_dim} - set(random_dims))
     if off:
-        p.error(f"--did-dims, --fraction-dims and --stability-dim must be of the d_I sweep --dims {args.dims}: {off} is not")
+        p.error(f"--did-dims, --fraction-dims, --stability-dim and --pca-dim must be of the random split's d_I "
+                f"{random_dims}: {off} is not")
     return args
 
 

@@ -24,8 +24,8 @@ def curve(rows, split, challenge, xs, key):
 
 def mark_planted(ax, d):
     ax.axvline(d, color="black", linewidth=0.8, linestyle=":")
-    ax.annotate(f"planted {d}", (d, 0.0), xycoords=("data", "axes fraction"),
-                xytext=(3, 4), textcoords="offset points", fontsize=8)     # the bottom stays empty
+    ax.annotate(f"planted {d}", (d, 1.0), xycoords=("data", "axes fraction"),   # out-of-type curves run
+                xytext=(3, -12), textcoords="offset points", fontsize=8)          # along the bottom
 
 
 def save(fig, path):
@@ -107,7 +107,7 @@ def figure5(rows, p, path):
 def figure6(rows, p, path):
     """Fig. 6: the cls split with K and with 2K shots: T_train(MSF) and T_train^same(IST) over d_I,
     each against the PT of its own shot count."""
-    dims = p.meta["dims"]
+    dims = p.meta["split_dims"]["cls-2K"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for split, line, shots in (("cls", "-", "K"), ("cls-2K", "--", "2K")):
         for challenge in ("T_train(MSF)", "T_train^same(IST)"):

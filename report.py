@@ -103,7 +103,7 @@ def shots_section(rows, p, out):
     if not any(r["cell"].split == "cls-2K" for r in rows):
         return ["## Fig. 6: K vs 2K shots", "", p.meta.get("shots", "not planned: the cls split is not in this run"), ""]
     figures.figure6(rows, p, out / "shots.png")
-    dims = p.meta["dims"]
+    dims = p.meta["split_dims"]["cls-2K"]
     lines = ["## Fig. 6: K vs 2K shots", "", "![Fig. 6](shots.png)", "",
              "E_rel^PT on the cls split's training tasks, each against the PT of its own shot count; gap = "
              "T_train(MSF) − T_train^same(IST):", "",
@@ -137,6 +137,9 @@ def stability_section(p, st):
 
 # What the world is built to show (world.py); `findings` prints what it does show beside it.
 EXPECTED = [
+    "Fig. 3: IST's knee at the planted dimension, one below it clearly lower and flat after: d* on the cls and "
+    "non-cls splits, d* + 1 on the random split (θ and which kind: world inputs do not name it). A subspace of "
+    "one kind fails the other (T_test^out near 0): it cannot even say which kind of answer to give.",
     "Random subspace and DID: a random d-dimensional subspace (of prompts, or of all weights) has no reason to "
     "contain a kind's planted directions: both far below IST at equal d_I.",
     "Fig. 5: fewer training tasks leave some of a kind's d* directions unspanned by the prompts MSF sees, so "
@@ -165,7 +168,7 @@ def findings(rows, p, st=None):
                 f"{f(val(f'random_{x}' if x < 100 else 'random', 'T_test(IST)', d))} ({x} %)" for x in pcts + [100]) + "."
                 for d in p.meta["fractions"]["dims"]]
     if any(r["cell"].split == "cls-2K" for r in rows):
-        dims = p.meta["dims"]
+        dims = p.meta["split_dims"]["cls-2K"]
         for split, shots in (("cls", "K"), ("cls-2K", "2K")):
             gaps = [val(split, "T_train(MSF)", d) - val(split, "T_train^same(IST)", d) for d in dims]
             ist = [val(split, "T_train^same(IST)", d) for d in dims]
@@ -207,14 +210,14 @@ def write(p, out, seconds=None):
               reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), "",
               "## Time per training step", "", costs(p, rows), ""]
     summary = {"rows": rows}
-    vectors = results.intrinsic_vectors(p, max(dims))
+    vectors = results.intrinsic_vectors(p)
     lines += ["## Fig. 4: PCA of the intrinsic vectors", ""]
     if vectors:
         figures.figure4(*vectors, tasks, out / "pca.png")
         summary["pca"] = results.separation(vectors[0], vectors[1], tasks)
         lines += ["![Fig. 4](pca.png)", "",
                   "Leave-one-out nearest-centroid accuracy from z (1.0: every task nearer its own group's centre): "
-                  "cls vs non-cls {kind}; categories within cls {category_cls}, within non-cls {category_noncls} "
+                  "cls vs non-cls {kind} (in the two components drawn: {kind_drawn}); categories within cls {category_cls}, within non-cls {category_noncls} "
                   "(n/a: fewer than two groups).".format(**{k: "n/a" if math.isnan(v) else f"{v:.2f}"
                                                           for k, v in summary["pca"].items()}), ""]
     else:

@@ -102,11 +102,12 @@ def seconds_per_step(job):
             sum(r.get("active", 1) for r in records) / len(records))
 
 
-def intrinsic_vectors(p, dim):
-    """z of every task IST trained at d_I = dim on the first split (random when planned):
-    -> (names, z (K, d_I), seen flags), or None when that IST run is missing."""
+def intrinsic_vectors(p):
+    """z of every task IST trained on the first split (random when planned) at Fig. 4's d_I (its largest
+    where that was not swept): -> (names, z (K, d_I), seen flags), or None when that IST run is missing."""
     split = next(iter(p.meta["splits"]))
-    cell = next(c for c in p.cells if c.split == split and c.dim == dim and c.challenge == "T_train^same(IST)")
+    cells = [c for c in p.cells if c.split == split and c.challenge == "T_train^same(IST)"]
+    cell = next((c for c in cells if c.dim == p.meta.get("pca_dim")), max(cells, key=lambda c: c.dim))
     path = cell.jobs[0].folder / "z.safetensors"
     if not path.is_file():
         return None
@@ -146,9 +147,10 @@ def kinds_and_categories(names, tasks):
 
 
 def separation(names, z, tasks):
-    """Leave-one-out nearest-centroid accuracy of the kinds, and of the categories within each kind."""
+    """Leave-one-out nearest-centroid accuracy of the kinds (from z, and from the two principal
+    components Fig. 4 draws), and of the categories within each kind."""
     kinds, category = kinds_and_categories(names, tasks)
     within = lambda kind: nearest_centroid_accuracy(z[[i for i, k in enumerate(kinds) if k == kind]],
                                                     [c for c, k in zip(category, kinds) if k == kind])
-    return {"kind": nearest_centroid_accuracy(z, kinds), "category_cls": within("cls"),
-            "category_noncls": within("noncls")}
+    return {"kind": nearest_centroid_accuracy(z, kinds), "kind_drawn": nearest_centroid_accuracy(pca2(z)[0], kinds),
+            "category_cls": within("cls"), "category_noncls": within("noncls")}

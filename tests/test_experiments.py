@@ -98,6 +98,23 @@ def test_two_k_shots_are_planned_where_the_files_exist(toy, tmp_path):
     assert {c.challenge for c in fig6} == {"T_train(MSF)", "T_train^same(IST)"} and len(fig6) == 4
 
 
+def test_a_split_can_sweep_its_own_dims(toy, tmp_path):
+    """tests/test_paper.py sweeps each split around its own planted dimension (--split-dims), without
+    the resampled data's IST (--no-resampled)."""
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls", "--dims", "1,2,3", "--split-dims", "cls=1,2",
+                                  "--split-dims", "random=2,3", "--did-dims", "none", "--no-ablations", "--no-resampled"))
+    dims = lambda split: {c.dim for c in p.cells if c.split == split}
+    assert not [c for c in p.cells if c.challenge == "T_train^diff(IST)"] and not [j for j in p.jobs if "--data-seed" in j.argv]
+    assert dims("cls") == {1, 2} and dims("random") == {2, 3}
+    assert not [j for j in p.jobs if option(j, "--stage") == "msf" and "/cls/" in str(j.folder) and
+                option(j, "--intrinsic-dim") == "3"]
+    assert p.meta["split_dims"] == {"random": [2, 3], "cls": [1, 2], "cls-2K": [1, 2]}
+    for bad in (["--split-dims", "cls=4"], ["--split-dims", "mixed=1"], ["--split-dims", "cls"],
+                ["--split-dims", "random=1", "--stability-dim", "2"], ["--pca-dim", "4"], ["--world-seed", "1"]):
+        with pytest.raises(SystemExit):                                    # refused before anything runs
+            toy_args(toy, tmp_path, "--dims", "1,2,3", *bad)
+
+
 def fake_results(job, scores):
     """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
     rows = lambda items: "task\tmetric\tdev\ttest\tsteps\tbest_step\n" + "".join(
@@ -182,6 +199,16 @@ def test_pca_of_known_points():
     assert results.nearest_centroid_accuracy(z, ["a", "a", "b", "b"]) == 1.0
     assert results.nearest_centroid_accuracy(z, ["a", "b", "a", "b"]) == 0.0
     assert math.isnan(results.nearest_centroid_accuracy(z, ["a"] * 4))       # one group: nothing to separate
+
+
+def test_kinds_apart_only_off_the_two_drawn_components():
+    """Kinds 6 apart along one axis, both spread ±10 along two others: z separates them, Fig. 4's two
+    principal components (the spread) cannot, and the report says both."""
+    corners = torch.tensor([[10.0, 10], [10, -10], [-10, 10], [-10, -10]]).repeat(5, 1)          # (20, 2)
+    z = torch.cat([torch.cat([corners, torch.full((20, 1), side)], 1) for side in (3.0, -3.0)])
+    tasks = {f"t{i}": data.Task(f"t{i}", "ACC", "cls" if i < 20 else "noncls", "x/y") for i in range(40)}
+    got = results.separation(list(tasks), z, tasks)
+    assert got["kind"] == 1.0 and got["kind_drawn"] == 0.0
 
 
 def test_a_split_of_one_kind_reports_no_separation_of_kinds():
