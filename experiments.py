@@ -271,8 +271,8 @@ def parse_args(argv=None):
                                                    "random_<n> split file each (default 25,50,75 on the world, 20,40,60,80 on real data)")
     p.add_argument("--fraction-dims", default="", help="Fig. 5's two d_I, of the sweep (default as --did-dims)")
     p.add_argument("--runs", type=int, default=3, help="Table 4: runs under seeds 42, 43, … (the paper: 10)")
-    p.add_argument("--stability-dim", type=int, default=0, help="Table 4's IST d_I, of the sweep (default: d* on the "
-                                                                 "world, 10 on real data, as the paper)")
+    p.add_argument("--stability-dim", type=int, default=0, help="Table 4's IST d_I, of the sweep (default: the random "
+                                                                 "split's planted d on the world, 10 on real data, as the paper)")
     p.add_argument("--pca-dim", type=int, default=0, help="Fig. 4's d_I, of the sweep (default: the random split's "
                                                           "planted d on the world, where the two components drawn "
                                                           "separate the kinds; 10 on real data)")
