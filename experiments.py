@@ -292,8 +292,8 @@ def parse_args(argv=None):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
-        # ≤ 15 min from a fresh clone (9.5 on 2 cores: 1.1 installing, 3.8 building the world, 4.6 running): no DID (a fresh PLM per task),
-        # one draw of the random subspace, and d_I = 5 left out of the sweep
+        # ≤ 15 min from a fresh clone (9.5 on 2 cores: 1.1 installing, 3.8 building the world, 4.6
+        # running): no DID (a fresh PLM per task), one draw of the random subspace, no d_I = 5
         args.did_dims = args.did_dims or "none"
         args.random_draws = args.random_draws or 1
         args.dims = args.dims or "1,2,3,4,6,8"
