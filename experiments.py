@@ -354,7 +354,7 @@ def main(argv=None):
     p = plan(args)
     if not args.report_only:
         execute(p)
-    return report.write(p, Path(args.run), time.time() - started)
+    return report.write(p, Path(args.run), None if args.report_only else time.time() - started)
 
 
 if __name__ == "__main__":
