@@ -108,7 +108,7 @@ def plan(args):
 
     p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
                    "pca_dim": args.pca_dim,
-                   "split_dims": {s: args.split_dims.get(s.removesuffix("-2K"), args.dims) for s in [*splits, "cls-2K"]},
+                   "split_dims": {**{s: args.split_dims[s] for s in splits}, "cls-2K": args.split_dims["cls"]},
                    "tasks_file": args.tasks_file})
     lr = ["--lr", args.pt_lr] if args.pt_lr else []
     p.untuned = p.add(job(run, run / "splits" / "all.txt", "--stage", "untuned", "--tasks-from", "all"))
@@ -124,7 +124,7 @@ def plan(args):
         did = on_heldout(run / "did", "--stage", "did", "--intrinsic-dim", d, "--steps", args.ist_steps) \
             if d in args.did_dims else None
         for s, sections in splits.items():
-            if d not in args.split_dims.get(s, args.dims):
+            if d not in args.split_dims[s]:
                 continue
             held = [sec for sec in sections if sec != "train"]
             where = (run / s, split_path(args, s))
@@ -181,7 +181,7 @@ def plan_shots(p, args, job, cls_train, lr):
         return
     where, k = (Path(args.run) / "cls-2K", split_path(args, "cls")), ["--k", TWO_K]
     pt = p.add(job(*where, "--stage", "pt", "--tasks-from", "train", "--steps", args.pt_steps, *lr, *k))
-    for d in args.split_dims.get("cls", args.dims):
+    for d in args.split_dims["cls"]:
         msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *k))
         ist = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps, "--tasks-from", "train", *k))
         p.cells += [Cell("cls-2K", "T_train(MSF)", d, [msf], cls_train, ref=pt),
@@ -325,13 +325,14 @@ def parse_args(argv=None):
     own = dict(x.partition("=")[::2] for x in args.split_dims)
     if not set(own) <= set(SPLITS):
         p.error(f"--split-dims takes SPLIT=D,D,… with SPLIT one of {', '.join(SPLITS)}; got {sorted(set(own) - set(SPLITS))}")
-    args.split_dims = {s: numbers("--split-dims", text) for s, text in own.items()}
+    args.split_dims = {s: numbers("--split-dims", own[s]) if s in own else args.dims    # every split named
+                       for s in dict.fromkeys([*SPLITS, *args.splits])}                  # (cls-small too)
     if any(set(ds) - set(args.dims) for ds in args.split_dims.values()):
         p.error(f"--split-dims must be of the d_I sweep --dims {args.dims}")
     if args.random_draws < 1 or args.runs < 1:
         p.error("--random-draws and --runs take 1 or more")
     # the ablations' d_I come from the random split's sweep, so that every curve shares its points with Fig. 3
-    random_dims = args.split_dims.get("random", args.dims)
+    random_dims = args.split_dims["random"]
     wanted = (args.planted["random"], max(args.dims)) if args.planted else (5, 10)
     pick = lambda flag, given, default: sorted(set(numbers(flag, given)) if given else
                                                {d for d in default if d in random_dims} or {max(random_dims)})

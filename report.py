@@ -217,11 +217,12 @@ def write(p, out, seconds=None):
         summary["pca"] = results.separation(vectors[0], vectors[1], tasks)
         lines += ["![Fig. 4](pca.png)", "",
                   "Leave-one-out nearest-centroid accuracy from z (1.0: every task nearer its own group's centre): "
-                  "cls vs non-cls {kind} (in the two components drawn: {kind_drawn}); categories within cls {category_cls}, within non-cls {category_noncls} "
+                  "cls vs non-cls {kind} (in the two components drawn: {kind_drawn}); categories within cls "
+                  "{category_cls}, within non-cls {category_noncls} "
                   "(n/a: fewer than two groups).".format(**{k: "n/a" if math.isnan(v) else f"{v:.2f}"
                                                           for k, v in summary["pca"].items()}), ""]
     else:
-        lines += ["missing: the IST run of the first split at the largest d_I.", ""]
+        lines += ["missing: the IST run of the first split at Fig. 4's d_I.", ""]
     if "fractions" in p.meta:
         lines += fractions_section(rows, p, out)
     if "shots" in p.meta:

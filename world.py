@@ -12,12 +12,13 @@ Items are nonce words, each with a hidden feature vector f(w) ∈ R^{d*}. A task
                                               item of each
 
 The input does not name the type: only the prompt (at pretraining, the conditioning) tells the
-model which question it is asked. The answer depends on all of θ, its length included. (An earlier world used argmax θ·f and
-sign θ·f: those ignore θ's length, so a task was only a direction, one number fewer, and IST
-at d_I = d* − 1 did as well as at d*. A cls type answering "first" or "second" of two items
-was not learnt at all: it needs positions, which T5's cross-attention does not see. With two
-colours and any three items, a prompt that knew nothing of θ still named the right colour
-three times in four: the random subspace reached 0.95 of PT; with three colours, 0.8.)
+model which question it is asked. The answer depends on all of θ, its length included. (An
+earlier world used argmax θ·f and sign θ·f: those ignore θ's length, so a task was only a
+direction, one number fewer, and IST at d_I = d* − 1 did as well as at d*. A cls type answering
+"first" or "second" of two items was not learnt at all: it needs positions, which T5's
+cross-attention does not see. With two colours and any three items, a prompt that knew nothing
+of θ still named the right colour three times in four: the random subspace reached 0.95 of PT;
+with three colours, 0.8.)
 
 The "pretrained" model is a tiny T5 trained on a fresh (type, θ) every example with the task given
 explicitly: P conditioning vectors, a linear map of θ of the type's own, prepended like a prompt.

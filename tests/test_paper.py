@@ -27,8 +27,8 @@ Margins hold on two draws of the world (`--world-seed 0` and `1`, each built and
 
 Each bound keeps about half of the smaller measured gap (Table 4's stage two: the direction only,
 its smaller margin is 6 %; DID measured 0.21 against IST's 0.99 in `make paper`). Not asserted,
-because it does not hold on both draws: the cls split's knee (+0.07 and +0.06 at d*; README says why) and, on the cls split,
-IST above the reconstruction (+0.04 and +0.12). 8 held-out tasks of a kind × 100 test examples:
+because it does not hold on both draws: the cls split's knee (+0.07 and +0.06 at d*; README says
+why) and, on the cls split, IST above the reconstruction (+0.04 and +0.12). 8 held-out tasks of a kind × 100 test examples:
 one task moving 10 points moves E_rel by about 0.02.
 """
 import pytest
