@@ -22,10 +22,12 @@ def curve(rows, split, challenge, xs, key):
     return [math.nan if r is None or r["missing"] else r[key] for r in found]
 
 
-def mark_planted(ax, d):
+def mark_planted(ax, d, top=False):
+    """A dotted line at the planted d, labelled where the panel has room: Fig. 3's out-of-type curves
+    run along the bottom, Fig. 6's curves along the top."""
     ax.axvline(d, color="black", linewidth=0.8, linestyle=":")
-    ax.annotate(f"planted {d}", (d, 1.0), xycoords=("data", "axes fraction"),   # out-of-type curves run
-                xytext=(3, -12), textcoords="offset points", fontsize=8)          # along the bottom
+    ax.annotate(f"planted {d}", (d, 1.0 if top else 0.0), xycoords=("data", "axes fraction"),
+                xytext=(3, -12 if top else 4), textcoords="offset points", fontsize=8)
 
 
 def save(fig, path):
@@ -47,7 +49,7 @@ def figure3(rows, p, path):
             ax, top = axes[i][j], 1.2
             for ch in results.challenges(rows, split):
                 ys = curve(rows, split, ch, dims, f"E_rel_{ref}")
-                top = max([top] + [y + 0.1 for y in ys if math.isfinite(y)])
+                top = max([top] + [1.1 * y for y in ys if math.isfinite(y)])     # room for the planted label
                 method = ch[ch.index("(") + 1:-1]
                 colour, marker = STYLE[method]
                 line = ("-." if "diff" in ch else "-" if ch.startswith("T_train") else
@@ -56,7 +58,7 @@ def figure3(rows, p, path):
                 ax.plot(dims, ys, marker=marker, color=colour, linestyle=line, alpha=0.5 if faint else 1.0,
                         markersize=4, label=ch)
             if p.meta["planted"].get(split):
-                mark_planted(ax, p.meta["planted"][split])
+                mark_planted(ax, p.meta["planted"][split], top=True)
             ax.axhline(1.0, color="grey", linewidth=0.5)
             what = "prompt tuning" if ref == "PT" else "fine-tuning"
             ax.set(title=f"({chr(97 + len(refs) * i + j)}) {split} split: E_rel against {what}",
