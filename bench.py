@@ -14,10 +14,13 @@ and training examples/s; the FLOPs of a training step, counted by torch.utils.fl
 matmul and attention product of the frozen model's forward, and of its backward to the prompt:
 weight gradients are never computed), as achieved FLOP/s and a fraction of the machine's peak;
 the share of a step's x+y tokens that is padding, in one pass and in length-sorted passes under
---tokens-per-forward. The frozen T5 runs with plm.sdpa_one_mask, as train.py's does.
+--tokens-per-forward; with --rows-sweep, a row's cost against rows a step, rows of near-equal length: the
+most any batching can win on this model and machine. The frozen T5 runs with plm.sdpa_one_mask, as
+train.py's does.
 
     python bench.py                                # make bench: the tiny T5, then the T5-base shape
     python bench.py --shape base --precision bf16  # on a CPU: also a step in bf16 against fp32
+    python bench.py --shape tiny --rows-sweep      # also what batching can win at most: a row's cost by rows a step
     python bench.py --shape base --tasks 100 --rows 8 --device cuda --tokens-per-forward 65536
 """
 import argparse
@@ -149,6 +152,28 @@ def bf16_against_fp32(cfg, model, tokenizer, prepared, device, rounds=3):
     return {k: statistics.median(v) for k, v in seconds.items()}
 
 
+def cost_per_row(cfg, model, tokenizer, prepared, device, sizes, repeats=5):
+    """{rows a step: median seconds a row} of training steps over rows of near-equal length (the
+    middle of each of 4 multi-task steps' rows sorted by length: little padding), sizes alternated:
+    how much a larger batch can win on this model and machine at most."""
+    one_pass, K = dataclasses.replace(cfg, tokens_per_forward=0), len(prepared)
+    stage, batches = first_steps(one_pass, model, tokenizer, prepared, device, 4)
+    seconds = {r: [] for r in sizes}
+    for _ in range(repeats):
+        for r in sizes:
+            steps = []
+            for b in batches:
+                order = (b.attention_mask.sum(1) + (b.labels != ipt.IGNORE).sum(1)).argsort()
+                start = max(0, (len(order) - r) // 2)
+                steps.append(b.rows(order[start:start + r]))
+            started = time.perf_counter()
+            for b in steps:
+                trainstep.forward_backward(one_pass, model, stage, b, K, K, trainstep.autocast(cfg, device))
+                stage.module.zero_grad(set_to_none=True)
+            seconds[r].append((time.perf_counter() - started) / sum(len(b.task_idx) for b in steps))
+    return {r: statistics.median(v) for r, v in seconds.items()}
+
+
 def peak(device, bf16):
     """(FLOP/s, how it was reckoned): the card's bf16 dense peak; a CPU's AMX-bf16 peak under bf16
     autocast (1024 FLOP/cycle a core, Intel's figure), else its fp32 FMA peak."""
@@ -183,7 +208,9 @@ def main(argv=None):
     p.add_argument("--eval", choices=["generate", "rank"], default="generate", help="how dev and test are scored")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="as train.py's")
     p.add_argument("--rounds", type=int, default=0, help="default: 7 (tiny: one round's ratio ranges over "
-                                                          "1.6-2.5x on a shared 2-core machine), 2 (base)")
+                                                          "1.6-2.9x on a shared 2-core machine), 2 (base)")
+    p.add_argument("--rows-sweep", action="store_true", help="also the cost of a row against rows a step "
+                                                              "(rows of near-equal length): what batching can win at most")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=str(REAL), help="real CrossFit files; absent: the offline world")
     args = p.parse_args(argv)
@@ -237,6 +264,11 @@ def bench(args, shape, device):
           + (f" = {100 * achieved / top:.1f}% of peak {top / 1e12:.2f} TFLOP/s ({how})" if top else f" ({how}: peak unknown)"))
     print(f"padding: {100 * pad_one:.0f}% of a multi-task step's x+y tokens in one pass"
           + (f", {100 * pad_chunked:.0f}% in passes of ≤ {cfg.tokens_per_forward} tokens" if cfg.tokens_per_forward else ""))
+    if args.rows_sweep:
+        sizes = sorted({r for r in (1, 2, 4, 8, 16, 32, 64) if r <= n * args.rows} | {args.rows})
+        cost = cost_per_row(cfg, model, tokenizer, prepared, device, sizes)
+        print("a row's cost against rows a step, rows of near-equal length: " + ", ".join(
+            f"{r}: {1000 * c:.2f} ms ({cost[args.rows] / c:.2f}x {args.rows} rows' rate)" for r, c in cost.items()))
     if args.precision == "bf16" and device.type == "cpu":
         t = bf16_against_fp32(cfg, model, tokenizer, prepared, device)
         print(f"a multi-task step: fp32 {t['fp32']:.2f} s, bf16 autocast {t['bf16']:.2f} s: {t['fp32'] / t['bf16']:.2f}x")
