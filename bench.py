@@ -156,19 +156,17 @@ def cost_per_row(cfg, model, tokenizer, prepared, device, sizes, repeats=5):
     """{rows a step: median seconds a row} of training steps over rows of near-equal length (the
     middle of each of 4 multi-task steps' rows sorted by length: little padding), sizes alternated:
     how much a larger batch can win on this model and machine at most."""
-    one_pass, K = dataclasses.replace(cfg, tokens_per_forward=0), len(prepared)
+    one_pass, K, autocast = dataclasses.replace(cfg, tokens_per_forward=0), len(prepared), trainstep.autocast(cfg, device)
     stage, batches = first_steps(one_pass, model, tokenizer, prepared, device, 4)
+    by_length = [(b, (b.attention_mask.sum(1) + (b.labels != ipt.IGNORE).sum(1)).argsort()) for b in batches]
+    middle = lambda r: [b.rows(order[max(0, (len(order) - r) // 2):][:r]) for b, order in by_length]
     seconds = {r: [] for r in sizes}
     for _ in range(repeats):
         for r in sizes:
-            steps = []
-            for b in batches:
-                order = (b.attention_mask.sum(1) + (b.labels != ipt.IGNORE).sum(1)).argsort()
-                start = max(0, (len(order) - r) // 2)
-                steps.append(b.rows(order[start:start + r]))
+            steps = middle(r)
             started = time.perf_counter()
             for b in steps:
-                trainstep.forward_backward(one_pass, model, stage, b, K, K, trainstep.autocast(cfg, device))
+                trainstep.forward_backward(one_pass, model, stage, b, K, K, autocast)
                 stage.module.zero_grad(set_to_none=True)
             seconds[r].append((time.perf_counter() - started) / sum(len(b.task_idx) for b in steps))
     return {r: statistics.median(v) for r, v in seconds.items()}
