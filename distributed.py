@@ -43,6 +43,14 @@ def setup(device):
     return device
 
 
+def teardown():
+    """Leave the process group before Python exits. Without it gloo's worker threads can outlive
+    the interpreter and abort the process ("terminate called without an active exception"):
+    pytorch/pytorch#190489; it failed one CI run of tests/test_distributed.py."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def mine(n):
     """This rank's share of n rows: indices rank, rank + world, …"""
     return list(range(rank(), n, world()))

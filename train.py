@@ -361,6 +361,8 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         sys.exit("interrupted: the last checkpoint holds every finished evaluation; re-run the same command to resume")
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":
