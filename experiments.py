@@ -25,7 +25,6 @@ Under --run (default runs/paper):
     python experiments.py --data-dir ../shared/data/crossfit --model <T5 folder> --splits cls --allow-missing
 """
 import argparse
-import json
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -237,7 +236,7 @@ REAL = {"data_dir": str(data.HERE.parent / "shared" / "data" / "crossfit"), "mod
 REAL_TRAIN_ARGS = "--max-input-len 128 --max-target-len 16 --max-test 200 --eval-batch-size 128 --prompt-init vocab"
 
 
-def parse_args(argv=None):
+def parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="", help="output folder (default runs/paper, or runs/demo with --demo)")
     p.add_argument("--data-dir", default="", help="CrossFit-layout folder; empty: the offline world (built if needed)")
@@ -283,7 +282,24 @@ def parse_args(argv=None):
     p.add_argument("--real", action="store_true", help="make real: the real CrossFit tasks with SmolLM2 "
                                                        "(defaults in REAL; any option above overrides them)")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what has finished")
+    return p
+
+
+def parse_args(argv=None):
+    """The options, then what they leave to defaults: a preset's (--real, --demo), the data's
+    (the world, or a folder), and the d_I of each split and analysis, each checked."""
+    p = parser()
     args = p.parse_args(argv)
+    presets(args, p)
+    source(args, p)
+    sweep(args, p)
+    if args.planted:                         # the world: minutes to build the first time, so after every check
+        world.build(world.WorldConfig(seed=args.world_seed))
+    return args
+
+
+def presets(args, p):
+    """--real and --demo: their defaults, for every option the command line left alone."""
     if args.real:
         given = p.parse_args([]).__dict__
         for name, value in REAL.items():
@@ -300,6 +316,10 @@ def parse_args(argv=None):
     args.run = args.run or "runs/paper"
     args.random_draws = args.random_draws or 3
     args.splits = [s for s in args.splits.split(",") if s]
+
+
+def source(args, p):
+    """A data folder and model given, or the offline world's (parse_args builds it) and what it plants."""
     if args.data_dir:
         if args.world_seed:
             p.error("--world-seed draws another offline world; with --data-dir there is none")
@@ -310,15 +330,19 @@ def parse_args(argv=None):
         if not args.model:
             p.error("--model is needed with --data-dir (a T5 name or folder)")
     else:
-        root = world.build(world.WorldConfig(seed=args.world_seed))
-        cfg = json.loads((root / "world.json").read_text())["config"]
+        cfg = world.WorldConfig(seed=args.world_seed)
+        root = world.folder(cfg)
         args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
         args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
-        args.source = f"the offline world (seed {cfg['seed']}; d* = {cfg['dim']} per kind)"
+        args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind)"
         # see world.py: a kind's d*; the random split also needs the kind, one direction more
-        args.planted = {"random": cfg["dim"] + 1, "cls": cfg["dim"], "non-cls": cfg["dim"]}
+        args.planted = {"random": cfg.dim + 1, "cls": cfg.dim, "non-cls": cfg.dim}
         args.dims = args.dims or "1,2,3,4,5,6,8"
-        args.prompt_len = args.prompt_len or cfg["prompt_len"]
+        args.prompt_len = args.prompt_len or cfg.prompt_len
+
+
+def sweep(args, p):
+    """The d_I sweep, each split's part of it, and the analyses' d_I, all from the random split's."""
     numbers = lambda flag, text: [int(x) for x in text.split(",")] if all(
         x.strip().isdigit() for x in text.split(",")) else p.error(f"{flag} takes comma-separated whole numbers, got {text!r}")
     args.dims = numbers("--dims", args.dims)
@@ -345,7 +369,6 @@ def parse_args(argv=None):
     if off:
         p.error(f"--did-dims, --fraction-dims, --stability-dim and --pca-dim must be of the random split's d_I "
                 f"{random_dims}: {off} is not")
-    return args
 
 
 def main(argv=None):

@@ -176,9 +176,14 @@ class Conditioner(nn.Module):
         return out.view(-1, self.P, self.H)
 
 
+def folder(cfg):
+    """Where the world of `cfg` is cached: cache/world-<config hash>."""
+    return data.HERE / "cache" / f"world-{cfg.key()}"
+
+
 def build(cfg=WorldConfig(), root=None):
-    """Make (or reuse) the world under `root` (default cache/world-<config hash>) and return the folder."""
-    root = Path(root or data.HERE / "cache" / f"world-{cfg.key()}")
+    """Make (or reuse) the world under `root` (default `folder(cfg)`) and return the folder."""
+    root = Path(root or folder(cfg))
     if (root / "world.json").is_file():
         return root
     world = World(cfg)

@@ -115,6 +115,18 @@ def test_a_split_can_sweep_its_own_dims(toy, tmp_path):
             toy_args(toy, tmp_path, "--dims", "1,2,3", *bad)
 
 
+def test_a_bad_option_is_refused_before_the_world_is_built(monkeypatch):
+    """Building the world takes minutes the first time: every option is checked before it."""
+    built = []
+    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    for bad in (["--dims", "1,x"], ["--split-dims", "cls=9"], ["--pca-dim", "7"], ["--runs", "0"]):
+        with pytest.raises(SystemExit):
+            experiments.parse_args(["--world-seed", "5", *bad])
+    assert not built
+    args = experiments.parse_args(["--world-seed", "5"])
+    assert built == [experiments.world.WorldConfig(seed=5)] and args.planted == {"random": 4, "cls": 3, "non-cls": 3}
+
+
 def fake_results(job, scores):
     """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
     rows = lambda items: "task\tmetric\tdev\ttest\tsteps\tbest_step\n" + "".join(
