@@ -291,10 +291,10 @@ def parse_args(argv=None):
     p = parser()
     args = p.parse_args(argv)
     presets(args, p)
-    source(args, p)
+    world_cfg = source(args, p)
     sweep(args, p)
-    if args.planted:                         # the world: minutes to build the first time, so after every check
-        world.build(world.WorldConfig(seed=args.world_seed))
+    if world_cfg:                            # the world: minutes to build the first time, so after every check
+        world.build(world_cfg)
     return args
 
 
@@ -319,7 +319,8 @@ def presets(args, p):
 
 
 def source(args, p):
-    """A data folder and model given, or the offline world's (parse_args builds it) and what it plants."""
+    """A data folder and model given, or the offline world's and what it plants. -> the world's
+    WorldConfig (parse_args builds it), or None."""
     if args.data_dir:
         if args.world_seed:
             p.error("--world-seed draws another offline world; with --data-dir there is none")
@@ -329,16 +330,17 @@ def source(args, p):
         args.prompt_len = args.prompt_len or 100
         if not args.model:
             p.error("--model is needed with --data-dir (a T5 name or folder)")
-    else:
-        cfg = world.WorldConfig(seed=args.world_seed)
-        root = world.folder(cfg)
-        args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
-        args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
-        args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind)"
-        # see world.py: a kind's d*; the random split also needs the kind, one direction more
-        args.planted = {"random": cfg.dim + 1, "cls": cfg.dim, "non-cls": cfg.dim}
-        args.dims = args.dims or "1,2,3,4,5,6,8"
-        args.prompt_len = args.prompt_len or cfg.prompt_len
+        return None
+    cfg = world.WorldConfig(seed=args.world_seed)
+    root = world.folder(cfg)
+    args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
+    args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
+    args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind)"
+    # see world.py: a kind's d*; the random split also needs the kind, one direction more
+    args.planted = {"random": cfg.dim + 1, "cls": cfg.dim, "non-cls": cfg.dim}
+    args.dims = args.dims or "1,2,3,4,5,6,8"
+    args.prompt_len = args.prompt_len or cfg.prompt_len
+    return cfg
 
 
 def sweep(args, p):
