@@ -15,7 +15,7 @@ PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN))
 
 SMOL  := .venv/.smollm2
-.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check
+.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle
 
 $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
@@ -41,6 +41,9 @@ demo: $(VENV)          ## the random split of the paper on the offline world: ru
 
 paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
 	$(PAPER)
+
+oracle: $(VENV)        ## the world's own knee: IST through its true conditioning, d = 1 … d* (10 min)
+	$(PY) oracle.py
 
 real: $(VENV) $(SMOL)  ## PT -> MSF -> IST on the real tasks with SmolLM2: runs/smollm2/report.md (CPU: SPLIT=cls-small)
 	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \
