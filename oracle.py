@@ -69,7 +69,9 @@ def score(t5, tokenizer, prompts, batch, refs, metric):
 
 
 def tune(t5, tokenizer, prompts, split, metric, steps, lr=0.1, eval_every=20):
-    """Adam on z over the whole train set each step; -> the test score at the best dev score."""
+    """Adam on z over the whole train set each step; -> the test score at the best dev score.
+    Not train.py's loop: that one tunes z through a Proj_b file, and this decoder is the world's
+    conditioner, which only the world has; with d ≤ 3 numbers, full batches make it exact and short."""
     (train, _), dev, test = (rows(tokenizer, split[s]) for s in ("train", "dev", "test"))
     optimizer = torch.optim.Adam([prompts.z], lr=lr)
     best = (-1.0, 0.0)
