@@ -56,10 +56,7 @@ class OraclePrompts(nn.Module):
 
 def rows(tokenizer, examples):
     """Examples -> (Batch of inputs and first references, references)."""
-    src = data.tokenize(tokenizer, [e.input for e in examples], 64)
-    tgt = data.tokenize(tokenizer, [e.references[0] for e in examples], 16)
-    return data.collate([(0, s, t) for s, t in zip(src, tgt)], tokenizer.pad_token_id), \
-        [list(e.references) for e in examples]
+    return world.encode(tokenizer, [(e.input, e.references[0]) for e in examples]), [list(e.references) for e in examples]
 
 
 @torch.no_grad()
@@ -68,11 +65,12 @@ def score(t5, tokenizer, prompts, batch, refs, metric):
     return evaluate.score(metric, tokenizer.batch_decode(ids, skip_special_tokens=True), refs)
 
 
-def tune(t5, tokenizer, prompts, split, metric, steps, lr=0.1, eval_every=20):
+def tune(t5, tokenizer, prompts, train, dev, test, metric, steps, lr=0.1, eval_every=20):
     """Adam on z over the whole train set each step; -> the test score at the best dev score.
-    Not train.py's loop: that one tunes z through a Proj_b file, and this decoder is the world's
-    conditioner, which only the world has; with d ≤ 3 numbers, full batches make it exact and short."""
-    (train, _), dev, test = (rows(tokenizer, split[s]) for s in ("train", "dev", "test"))
+    train, dev, test: `rows` of the task's files. Not train.py's loop: that one tunes z through a
+    Proj_b file, and this decoder is the world's conditioner, which only the world has; with d ≤ 3
+    numbers, full batches make it exact and short."""
+    train = train[0]
     optimizer = torch.optim.Adam([prompts.z], lr=lr)
     best = (-1.0, 0.0)
     for step in range(1, steps + 1):
@@ -103,10 +101,11 @@ def run(root, steps):
     out = {}
     for name, kind in tqdm(jobs, desc="oracle IST", disable=None):
         split, metric = data.load_task_data(root / "data", name), tasks[name].metric
+        train, dev, test = (rows(tokenizer, split[s]) for s in ("train", "dev", "test"))
         true = lambda n: cond(theta[name][None], [kind]).expand(n, -1, -1)
-        out[name] = {"kind": kind, "true": score(t5, tokenizer, true, *rows(tokenizer, split["test"]), metric)}
+        out[name] = {"kind": kind, "true": score(t5, tokenizer, true, *test, metric)}
         for d, (mu, basis) in enumerate(planes[kind], 1):
-            out[name][str(d)] = tune(t5, tokenizer, OraclePrompts(cond, kind, mu, basis), split, metric, steps)
+            out[name][str(d)] = tune(t5, tokenizer, OraclePrompts(cond, kind, mu, basis), train, dev, test, metric, steps)
     return out
 
 
@@ -127,16 +126,16 @@ def share_inside(cond, kind, prompts):
     return float((centred @ basis).pow(2).sum() / centred.pow(2).sum())
 
 
-def table(out, dim):
+def table(out):
     """Mean per kind: the score, and its ratio to the true θ's (E_rel against the ceiling)."""
-    lines = ["| kind | true θ | " + " | ".join(f"d = {d}" for d in range(1, dim + 1)) + " |",
-             "|---|---:|" + "---:|" * dim]
+    dims = [k for k in next(iter(out.values())) if k.isdigit()]                    # "1" … "d*"
+    lines = ["| kind | true θ | " + " | ".join(f"d = {d}" for d in dims) + " |", "|---|---:|" + "---:|" * len(dims)]
     for kind in world.TYPES:
         got = [r for r in out.values() if r["kind"] == kind]
         mean = lambda key: sum(r[key] for r in got) / len(got)
-        ratio = lambda d: f" ({mean(str(d)) / mean('true'):.2f})" if mean("true") else ""
+        ratio = lambda d: f" ({mean(d) / mean('true'):.2f})" if mean("true") else ""
         lines.append(f"| {kind} ({len(got)}) | {mean('true'):.3f} | " + " | ".join(
-            f"{mean(str(d)):.3f}{ratio(d)}" for d in range(1, dim + 1)) + " |")
+            f"{mean(d):.3f}{ratio(d)}" for d in dims) + " |")
     return "\n".join(lines)
 
 
@@ -174,7 +173,7 @@ def main(argv=None):
         return report_prompts(root, Path(args.prompts))
     out = run(root, args.steps)
     (root / "oracle.json").write_text(json.dumps(out, indent=1))
-    print(table(out, load_world(root)[1].dim))
+    print(table(out))
     return out
 
 

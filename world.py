@@ -266,9 +266,14 @@ def sample_batch(world, tokenizer, g, n, thetas=None, kinds=None):
     if thetas is None:
         thetas = 1.3 * torch.randn(n, world.cfg.dim, generator=g)
     pairs = [world.example(k, th, g) for k, th in zip(kinds, thetas)]
+    return encode(tokenizer, pairs), thetas, kinds, pairs
+
+
+def encode(tokenizer, pairs):
+    """World (input, target) pairs -> one Batch (inputs and targets are a few words each)."""
     src = data.tokenize(tokenizer, [x for x, _ in pairs], 64)
     tgt = data.tokenize(tokenizer, [y for _, y in pairs], 16)
-    return data.collate([(0, s, t) for s, t in zip(src, tgt)], tokenizer.pad_token_id), thetas, kinds, pairs
+    return data.collate([(0, s, t) for s, t in zip(src, tgt)], tokenizer.pad_token_id)
 
 
 def pretrain(world, tokenizer, root):
