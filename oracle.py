@@ -122,7 +122,7 @@ def share_inside(cond, kind, prompts):
     """The share of PT prompts' spread across a kind's tasks (prompts (K, P, H)) that lies in the
     kind's conditioning directions, span of its map's columns: 1 for the true conditionings."""
     centred = (prompts - prompts.mean(0)).flatten(1)                                 # (K, P·H)
-    basis = torch.linalg.qr(cond.maps[kind].weight.detach())[0]                      # (P·H, d*)
+    basis = cond.basis(kind)                                                         # (P·H, d*)
     return float((centred @ basis).pow(2).sum() / centred.pow(2).sum())
 
 

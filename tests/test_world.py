@@ -3,6 +3,8 @@ CrossFit layout (K and 2K files) and splits."""
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import data
@@ -99,3 +101,21 @@ def test_the_world_model_loads_like_any_hf_t5(built):
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(f"pick: {' '.join(w.items[:5])}").input_ids)
     assert all("▁" + item in pieces for item in w.items[:5])           # items are single pieces
     assert t5.config.d_model == 32
+
+
+@settings(max_examples=20, deadline=None)
+@given(kinds=st.lists(st.sampled_from(world.TYPES), min_size=1, max_size=6), sigma=st.floats(0.1, 3.0),
+       seed=st.integers(0, 2**16))
+def test_pretraining_noise_lies_outside_each_rows_conditioning_directions(kinds, sigma, seed):
+    """What the model learns to ignore is exactly what does not tell it θ: a row's noise has no
+    component in its own kind's conditioning directions, and its size is σ × the conditioning's."""
+    torch.manual_seed(seed)
+    cond = world.Conditioner(3, 4, 128)
+    g = torch.Generator().manual_seed(seed)
+    prompt = cond(torch.randn(len(kinds), 3), kinds)                               # (B, P, H)
+    noise = cond.off_plane_noise(prompt, kinds, g, sigma)
+    assert noise.shape == prompt.shape
+    for row, kind in zip(noise.flatten(1), kinds):
+        assert (row @ cond.basis(kind)).abs().max() < 1e-4
+    ratio = noise.pow(2).mean().sqrt() / prompt.pow(2).mean().sqrt()
+    assert abs(ratio / sigma - (509 / 512) ** 0.5) < 0.15         # 3 of 512 directions removed; one row: ±0.03 sd
