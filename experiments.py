@@ -244,6 +244,8 @@ def parser():
     p.add_argument("--splits-dir", default="", help="folder of split files (default: the world's, or splits/)")
     p.add_argument("--model", default="", help="T5 name or folder (default: the world's model)")
     p.add_argument("--world-seed", type=int, default=0, help="another draw of the offline world (world.py --seed)")
+    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a variant of the offline world, one WorldConfig field (repeatable), e.g. pretrain_noise=1.0")
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, non-cls, cls")
     p.add_argument("--dims", default="", help="the d_I sweep (default 1,2,3,4,5,6,8 on the world; 1,5,10,25,50,100 on real data)")
     p.add_argument("--split-dims", action="append", default=[], metavar="SPLIT=D,D,…",
@@ -322,8 +324,8 @@ def source(args, p):
     """A data folder and model given, or the offline world's and what it plants. -> the world's
     WorldConfig (parse_args builds it), or None."""
     if args.data_dir:
-        if args.world_seed:
-            p.error("--world-seed draws another offline world; with --data-dir there is none")
+        if args.world_seed or args.world:
+            p.error("--world-seed and --world shape the offline world: with --data-dir there is no offline world")
         args.source, args.planted = f"{args.data_dir} with {args.model}", {}
         args.tasks_file = args.tasks_file or str(data.HERE / "tasks.txt")
         args.dims = args.dims or "1,5,10,25,50,100"
@@ -331,11 +333,14 @@ def source(args, p):
         if not args.model:
             p.error("--model is needed with --data-dir (a T5 name or folder)")
         return None
-    cfg = world.WorldConfig(seed=args.world_seed)
+    try:
+        cfg = world.WorldConfig.parse(args.world, seed=args.world_seed)
+    except ValueError as e:
+        p.error(f"--world {e}")
     root = world.folder(cfg)
     args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
     args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
-    args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind)"
+    args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind{''.join('; ' + w for w in args.world)})"
     # see world.py: a kind's d*; the random split also needs the kind, one direction more
     args.planted = {"random": cfg.dim + 1, "cls": cfg.dim, "non-cls": cfg.dim}
     args.dims = args.dims or "1,2,3,4,5,6,8"

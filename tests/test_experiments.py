@@ -127,6 +127,21 @@ def test_a_bad_option_is_refused_before_the_world_is_built(monkeypatch):
     assert built == [experiments.world.WorldConfig(seed=5)] and args.planted == {"random": 4, "cls": 3, "non-cls": 3}
 
 
+def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, capsys):
+    built = []
+    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    for bad, says in ((["--world", "noise=1"], "not a world setting"), (["--world", "pretrain_steps=1.5"], "takes a int"),
+                      (["--world", "pretrain_noise=1", "--data-dir", "x", "--model", "m"], "no offline world")):
+        with pytest.raises(SystemExit):
+            experiments.parse_args(bad)
+        assert says in capsys.readouterr().err
+    assert not built
+    args = experiments.parse_args(["--world", "pretrain_noise=1.0", "--world", "pretrain_steps=8000"])
+    assert built == [experiments.world.WorldConfig(pretrain_noise=1.0, pretrain_steps=8000)]
+    assert built[0].key() != experiments.world.WorldConfig().key() and "pretrain_noise=1.0" in args.source
+    assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
+
+
 def fake_results(job, scores):
     """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
     rows = lambda items: "task\tmetric\tdev\ttest\tsteps\tbest_step\n" + "".join(

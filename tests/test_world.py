@@ -1,12 +1,15 @@
 """The offline world: determinism, tasks fixed by (type, θ) through nearness to θ, categories,
 CrossFit layout (K and 2K files) and splits."""
 import io
+import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 import torch
 
+import checkpoint
 import data
 import world
 
@@ -91,6 +94,21 @@ def test_world_is_deterministic_and_cached(built, tmp_path):
         assert f.read_bytes() == (again / "data" / f.relative_to(built / "data")).read_bytes()
     assert world.build(SMALL, built) == built                          # reused, not rebuilt
     assert SMALL.key() != world.WorldConfig().key()
+    assert world.WorldConfig().key() == "fa8beb5d26"                   # v7's folder, from before pretrain_noise
+
+
+def test_pretraining_noise_is_a_world_of_its_own(built, tmp_path):
+    noisy = replace(SMALL, pretrain_noise=1.0)
+    assert noisy.key() != SMALL.key() and world.WorldConfig.parse(["pretrain_noise=1.0"], **{
+        k: getattr(SMALL, k) for k in ("items", "tasks_per_type", "unseen_per_type", "test_examples", "d_model",
+                                       "pretrain_steps", "pretrain_batch")}) == noisy
+    root = world.build(noisy, tmp_path / "noisy")
+    report = json.loads((root / "world.json").read_text())["pretraining"]
+    assert report["noise"] == 1.0
+    a, b = (checkpoint.load(r / "conditioner.safetensors")[0] for r in (built, root))
+    assert not torch.equal(a["maps.pick.weight"], b["maps.pick.weight"])   # the noise changed what was learnt
+    with pytest.raises(ValueError, match="not a world setting"):
+        world.WorldConfig.parse(["version=8"])
 
 
 def test_the_world_model_loads_like_any_hf_t5(built):
