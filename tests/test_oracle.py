@@ -69,3 +69,6 @@ def test_the_prompt_report_reads_a_store_and_names_a_missing_one(tmp_path, capsy
     with pytest.raises(SystemExit):
         oracle.main(["--root", str(root), "--prompts", str(tmp_path / "nowhere")])
     assert "no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        oracle.main(["--world", "pretrain_noise=loud", "--prompts", str(tmp_path / "store")])
+    assert "pretrain_noise takes a float" in capsys.readouterr().err
