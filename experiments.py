@@ -12,6 +12,7 @@ Under --run (default runs/paper):
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
   <split>/reconstruct-d<d>-…/            its reconstruction of the held-out tasks' own PT prompts,
   <split>/ist-d<d>-…/                    IST on seen tasks (same data, and resampled: seed 21) and held-out ones
+  <split>/msf-d<d>-seed<N>/, …-msf<N>/ --msf-draws: more draws of the subspace, each with its own users
   random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task (one draw per seed)
   did/did-d<d>-…/<task>/               the DID baseline (did.py) on every held-out task, at --did-dims
 §4.3's analyses (--no-ablations leaves them out):
@@ -55,7 +56,7 @@ class Job:
 @dataclass
 class Cell:
     """One number of a figure or table: the mean over `tasks` of the test scores of `jobs` (each
-    task's score averaged over the jobs: the random subspace's several draws of Proj_b), E_rel^PT
+    task's score averaged over the jobs: draws of the random or the MSF subspace), E_rel^PT
     against `ref` (Fig. 6's 2K-shot cells: the PT of their own shot count; else the plan's PT)."""
     split: str
     challenge: str                                    # "T_train(MSF)", "T_test^in(IST)", …
@@ -127,19 +128,23 @@ def plan(args):
                 continue
             held = [sec for sec in sections if sec != "train"]
             where = (run / s, split_path(args, s))
-            msf = p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *store))
-            rec = p.add(job(*where, "--stage", "reconstruct", "--intrinsic-dim", d, *store))
-            same = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
-                             "--tasks-from", ",".join(["train", *held])))
-            p.cells += [Cell(s, "T_train(MSF)", d, [msf], sections["train"]),
-                        Cell(s, "T_train^same(IST)", d, [same], sections["train"])]
-            if args.resampled:
-                diff = p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
-                                 "--data-seed", RESAMPLED_SEED, "--tasks-from", "train"))
-                p.cells += [Cell(s, "T_train^diff(IST)", d, [diff], sections["train"])]
+            msf, rec, same, diff = [], [], [], []
+            for i in range(args.msf_draws):         # draw i of the subspace: MSF under seed 42 + i, and its users
+                drawn = seeded(i, "--msf-seed")
+                msf.append(p.add(job(*where, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps,
+                                     *store, *seeded(i))))
+                rec.append(p.add(job(*where, "--stage", "reconstruct", "--intrinsic-dim", d, *store, *drawn)))
+                same.append(p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
+                                      "--tasks-from", ",".join(["train", *held]), *drawn)))
+                if args.resampled:
+                    diff.append(p.add(job(*where, "--stage", "ist", "--intrinsic-dim", d, "--steps", args.ist_steps,
+                                          "--data-seed", RESAMPLED_SEED, "--tasks-from", "train", *drawn)))
+            p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
+                        Cell(s, "T_train^same(IST)", d, same, sections["train"])]
+            p.cells += [Cell(s, "T_train^diff(IST)", d, diff, sections["train"])] if diff else []
             for sec in held:
-                p.cells += [Cell(s, heldout_label(sec, "MSF"), d, [rec], sections[sec]),
-                            Cell(s, heldout_label(sec, "IST"), d, [same], sections[sec]),
+                p.cells += [Cell(s, heldout_label(sec, "MSF"), d, rec, sections[sec]),
+                            Cell(s, heldout_label(sec, "IST"), d, same, sections[sec]),
                             Cell(s, heldout_label(sec, "random"), d, draws, sections[sec])]
                 p.cells += [Cell(s, heldout_label(sec, "DID"), d, [did], sections[sec])] if did else []
     if args.ablations and "random" in splits:
@@ -150,9 +155,10 @@ def plan(args):
     return p
 
 
-def seeded(i):
-    """The i-th run's initialisation seed as train.py options (none for the default seed)."""
-    return ["--seed", train.stages.DEFAULT_SEED + i] if i else []
+def seeded(i, flag="--seed"):
+    """The i-th run's seed as train.py options (none for the default 42): its initialisation, or
+    with --msf-seed the draw of the MSF subspace that IST and reconstruct use."""
+    return [flag, train.stages.DEFAULT_SEED + i] if i else []
 
 
 def plan_fractions(p, args, job, tasks, store):
@@ -264,6 +270,8 @@ def parser():
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
     p.add_argument("--random-draws", type=int, default=0, help="draws of the random subspace's Proj_b, averaged "
                                                                 "(default 3; 1 in the demo)")
+    p.add_argument("--msf-draws", type=int, default=1, help="draws of the MSF subspace (seeds 42, 43, …), each "
+                                                              "with its own IST and reconstruction; cells average them")
     p.add_argument("--did-dims", default="", help="d of the DID baseline, of the sweep (default: the planted d* and "
                                                    "the largest on the world, 10 on real data); none: no DID")
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
@@ -360,8 +368,8 @@ def sweep(args, p):
                        for s in dict.fromkeys([*SPLITS, *args.splits])}                  # (cls-small too)
     if any(set(ds) - set(args.dims) for ds in args.split_dims.values()):
         p.error(f"--split-dims must be of the d_I sweep --dims {args.dims}")
-    if args.random_draws < 1 or args.runs < 1:
-        p.error("--random-draws and --runs take 1 or more")
+    if min(args.random_draws, args.runs, args.msf_draws) < 1:
+        p.error("--random-draws, --msf-draws and --runs take 1 or more")
     # the ablations' d_I come from the random split's sweep, so that every curve shares its points with Fig. 3
     random_dims = args.split_dims["random"]
     wanted = (args.planted["random"], max(args.dims)) if args.planted else (5, 10)

@@ -195,10 +195,12 @@ def write(p, out, seconds=None):
     lines = [f"# IPT: the paper's experiments on {p.meta['source']}", ""]
     if seconds is not None:
         lines += [f"Wall time of this invocation: {seconds / 60:.1f} min.", ""]
-    draws = max((len(r["cell"].jobs) for r in rows if "(random)" in r["cell"].challenge), default=0)
+    draws = lambda kind: max((len(r["cell"].jobs) for r in rows if kind in r["cell"].challenge), default=0)
+    subspaces = (f"(IST), (MSF): each task's score the mean over {draws('(IST)')} draws of the MSF subspace "
+                 "(seeds 42, 43, …). " if draws("(IST)") > 1 else "")
     lines += ["## Fig. 3: E_rel over d_I", "", "![Fig. 3](e_rel.png)", "",
-              f"(random): the random subspace, each task's score the mean over {draws} draws of Proj_b. "
-              "(DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight.", ""]
+              f"{subspaces}(random): the random subspace, each task's score the mean over {draws('(random)')} draws "
+              "of Proj_b. (DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight.", ""]
     for ref in ("PT", "FT") if p.ft else ("PT",):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",

@@ -17,7 +17,7 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
 before the PLM, so a missing or damaged file is reported in a second.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,17 +34,20 @@ DEFAULT_SEED = 42
 
 def stage_dir(cfg):
     """runs/<run>/<stage>-…: one folder per stage, subspace, task selection and (when not the
-    default 42) initialisation seed, so that repeated runs under other seeds sit side by side."""
+    default 42) initialisation seed and MSF draw, so that repeated runs sit side by side."""
     run = Path(cfg.run)
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
     seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
+    draw = f"-msf{cfg.msf_seed}" if cfg.msf_seed != DEFAULT_SEED else ""
     if cfg.stage == "msf":
         return run / f"msf-d{cfg.intrinsic_dim}{seed}"
-    if cfg.stage in ("did", "reconstruct"):
-        return run / f"{cfg.stage}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
+    if cfg.stage == "did":
+        return run / f"did-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
+    if cfg.stage == "reconstruct":
+        return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
     if cfg.stage == "ist":
         kind = "ist" if cfg.subspace == "msf" else "ist-random"
-        return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
+        return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
     if cfg.init_from_ist or cfg.init_from_peft:
         source = Path(cfg.init_from_ist or cfg.init_from_peft).name
         return run / f"pt-from-{source}{'' if source.endswith(seed) else seed}"
@@ -112,8 +115,13 @@ def read_inputs(cfg, names, d_model):
         inputs["pt_prompts"] = load_prompts(store, names)
         check_shape(f"the PT prompts in {store}", inputs["pt_prompts"].shape[1:], cfg, d_model)
     if cfg.stage in ("ist", "reconstruct") and cfg.subspace == "msf":
-        msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}"
+        draw = f"-seed{cfg.msf_seed}" if cfg.msf_seed != DEFAULT_SEED else ""
+        msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}{draw}"
         if not (msf / "autoencoder.safetensors").is_file():
+            if draw:                                   # another draw of the subspace, from the same PT prompts
+                raise UserError(f"no MSF subspace at {msf}: make it with python train.py --stage msf --intrinsic-dim "
+                                f"{cfg.intrinsic_dim} --run {cfg.run} --seed {cfg.msf_seed} --prompt-store "
+                                f"{prompt_store(replace(cfg, seed=DEFAULT_SEED))}")
             raise UserError(f"no MSF subspace at {msf}: make it with `make msf DIM={cfg.intrinsic_dim} RUN={cfg.run}` "
                             f"(python train.py --stage msf --intrinsic-dim {cfg.intrinsic_dim} --run {cfg.run})")
         ae, meta = load_autoencoder(msf / "autoencoder.safetensors")

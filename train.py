@@ -61,6 +61,8 @@ class Config:
     ae_hidden: int = opt(0, "d'_I, Proj_b's hidden size; 0: d_model (the authors' 768 for BART-base)")
     alpha: float = opt(1.0, "α of Eq. MSF for our mean-reduced losses (≈ the authors' 200 on token sums)")
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline)")
+    msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
+                                             "(another draw of the subspace; writes …-msf<N> folders)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
     init_from_ist: str = opt("", "pt only: an IST stage folder; start each prompt at Proj_b(z_best)")
     init_from_peft: str = opt("", "pt only: PEFT prompt-tuning adapters, <dir>/<task>/ (or one adapter with "
@@ -101,7 +103,7 @@ class Config:
                 raise UserError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
         at_least = {"k": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "prompt_len": 1, "intrinsic_dim": 1,
                     "max_input_len": 1, "max_target_len": 1, "num_beams": 1, "eval_batch_size": 1,
-                    "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0,
+                    "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0, "msf_seed": 0,
                     "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0}
         for name, low in at_least.items():
             value = getattr(self, name)
@@ -112,6 +114,8 @@ class Config:
                 raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.stage == "reconstruct" and self.subspace != "msf":
             raise UserError("--stage reconstruct applies the MSF autoencoder; --subspace random has none")
+        if self.msf_seed != stages.DEFAULT_SEED and (self.stage, self.subspace) not in (("ist", "msf"), ("reconstruct", "msf")):
+            raise UserError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
         if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":
             raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
         if self.init_from_ist and self.init_from_peft:

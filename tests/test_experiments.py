@@ -155,8 +155,9 @@ def fake_results(job, scores):
         (job.folder / "results.tsv").write_text(rows(scores.items()))
 
 
-def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path):
-    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random"))
+@pytest.mark.parametrize("draws", [1, 2])
+def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path, draws):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random", "--msf-draws", str(draws)))
     tasks = list(data.load_tasks(toy / "tasks.txt"))[:4]
     g = torch.Generator().manual_seed(0)
     written = {}
@@ -175,7 +176,7 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
         if any(j.folder not in written for j in c.jobs):
             assert row["missing"]
             continue
-        mine = {t: averaged(c.jobs, t) for t in c.tasks}              # the random subspace: over its draws
+        mine = {t: averaged(c.jobs, t) for t in c.tasks}              # the random subspace, MSF: over their draws
         assert row["E_abs"] == pytest.approx(sum(mine.values()) / len(mine))
         assert row["E_rel_PT"] == pytest.approx(sum(mine[t] / pt[t] for t in mine) / len(mine))
         assert row["E_rel_FT"] == pytest.approx(sum(mine[t] / ft[t] for t in mine) / len(mine))
@@ -204,6 +205,29 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path)
                                                     for t in held) / len(held))
         assert f"| {method} | {len(jobs)} | {len(held)} | {100 * got['std']:.2f} | {got['E_rel_PT']:.2f}" in text
     assert "## Fig. 5" in text and (tmp_path / "fractions.png").stat().st_size > 10_000
+    assert ("mean over 2 draws of the MSF subspace" in text) == (draws == 2)
+
+
+def test_each_draw_of_the_subspace_has_its_own_ist_and_reconstruction(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls", "--msf-draws", "3"))
+    folders = [j.folder for j in p.jobs]
+    assert len(folders) == len(set(folders))
+    for c in p.cells:
+        if c.split in ("random", "cls") and ("IST" in c.challenge or "MSF" in c.challenge):
+            assert len(c.jobs) == 3
+            for i, j in enumerate(c.jobs):                            # draw i: MSF under seed 42 + i, then its users
+                seed = str(42 + i) if i else None
+                if "msf" == option(j, "--stage"):
+                    assert option(j, "--seed") == seed
+                    continue
+                assert option(j, "--msf-seed") == seed and option(j, "--seed") is None
+                msf = next(m for m in p.jobs if option(m, "--stage") == "msf" and option(m, "--seed") == seed
+                           and option(m, "--split") == option(j, "--split") and option(m, "--intrinsic-dim") == str(c.dim))
+                assert folders.index(msf.folder) < folders.index(j.folder)
+    fig5 = [c for c in p.cells if c.split == "random_50"]
+    assert fig5 and all(len(c.jobs) == 1 for c in fig5)                # the analyses keep the first draw
+    with pytest.raises(SystemExit):
+        toy_args(toy, tmp_path, "--msf-draws", "0")
 
 
 def test_the_spread_of_runs_by_hand():

@@ -4,6 +4,8 @@ import json
 import math
 import random
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -176,6 +178,24 @@ def test_msf_refuses_a_split_with_missing_prompts(world, capsys):
 def test_ist_without_msf_names_the_command(world):
     with pytest.raises(SystemExit, match=r"no MSF subspace at .*msf-d3: make it with `make msf DIM=3"):
         train.main(args(world, "nothing", "--stage", "ist", "--task", "has-cat"))
+
+
+@pytest.mark.slow
+def test_ist_and_reconstruct_use_the_msf_draw_they_name(pipeline, world):
+    """Another MSF draw (--seed 43) sits beside the default; --msf-seed 43 makes IST and reconstruct
+    read it and write their own folders, and a missing draw names the command that makes it."""
+    ist = args(world, "main", "--stage", "ist", "--task", "has-cat", "--msf-seed", "43")
+    with pytest.raises(SystemExit, match=r"msf-d3-seed43: make it with .* --seed 43 --prompt-store \S+prompts-s100$"):
+        train.main(ist)
+    train.main(args(world, "main", "--stage", "msf", "--seed", "43", "--prompt-store", str(pipeline / "prompts-s100"),
+                    steps=10))
+    train.main(ist)
+    train.main(args(world, "main", "--stage", "reconstruct", "--task", "has-cat", "--msf-seed", "43"))
+    _, meta = checkpoint.load(pipeline / "ist-d3-s100-has-cat-msf43" / "z.safetensors")
+    assert Path(meta["autoencoder"]).parent.name == "msf-d3-seed43"
+    assert (pipeline / "reconstruct-d3-s100-has-cat-msf43" / "results.tsv").is_file()
+    with pytest.raises(SystemExit, match="--msf-seed chooses the MSF subspace"):
+        train.main(args(world, "main", "--stage", "pt", "--msf-seed", "43"))
 
 
 @pytest.mark.slow
