@@ -114,7 +114,7 @@ class Config:
                 raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.stage == "reconstruct" and self.subspace != "msf":
             raise UserError("--stage reconstruct applies the MSF autoencoder; --subspace random has none")
-        if self.msf_seed != stages.DEFAULT_SEED and (self.stage, self.subspace) not in (("ist", "msf"), ("reconstruct", "msf")):
+        if self.msf_seed != stages.DEFAULT_SEED and (self.stage not in ("ist", "reconstruct") or self.subspace != "msf"):
             raise UserError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
         if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":
             raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
