@@ -115,10 +115,10 @@ def read_inputs(cfg, names, d_model):
         inputs["pt_prompts"] = load_prompts(store, names)
         check_shape(f"the PT prompts in {store}", inputs["pt_prompts"].shape[1:], cfg, d_model)
     if cfg.stage in ("ist", "reconstruct") and cfg.subspace == "msf":
-        draw = f"-seed{cfg.msf_seed}" if cfg.msf_seed != DEFAULT_SEED else ""
-        msf = Path(cfg.run) / f"msf-d{cfg.intrinsic_dim}{draw}"
+        # where the MSF run of that seed wrote its autoencoder: msf-d<D>[-seed<N>]
+        msf = stage_dir(replace(cfg, stage="msf", seed=cfg.msf_seed, msf_seed=DEFAULT_SEED))
         if not (msf / "autoencoder.safetensors").is_file():
-            if draw:                                   # another draw of the subspace, from the same PT prompts
+            if cfg.msf_seed != DEFAULT_SEED:           # another draw of the subspace, from the same PT prompts
                 raise UserError(f"no MSF subspace at {msf}: make it with python train.py --stage msf --intrinsic-dim "
                                 f"{cfg.intrinsic_dim} --run {cfg.run} --seed {cfg.msf_seed} --prompt-store "
                                 f"{prompt_store(replace(cfg, seed=DEFAULT_SEED))}")
