@@ -11,8 +11,10 @@ ARGS  ?=
 TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN) $(ARGS)
 # make paper: the offline world unless DATA (and MODEL) are given on the command line
 given  = $(filter command line environment,$(origin $(1)))
+# WORLD="pretrain_noise=1.0 tasks_per_type=40": a variant of the offline world (README), one --world each
+VARIANT = $(foreach w,$(WORLD),--world $(w))
 PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
-         $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN))
+         $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN)) $(VARIANT)
 
 SMOL  := .venv/.smollm2
 .PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle
@@ -43,7 +45,7 @@ paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: r
 	$(PAPER)
 
 oracle: $(VENV)        ## the world's own knee: IST through its true conditioning, d = 1 … d* (10 min)
-	$(PY) oracle.py
+	$(PY) oracle.py $(VARIANT)
 
 real: $(VENV) $(SMOL)  ## PT -> MSF -> IST on the real tasks with SmolLM2: runs/smollm2/report.md (CPU: SPLIT=cls-small)
 	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \

@@ -3,7 +3,10 @@ every number in the report equals its recomputation from the results files; a mi
 named with its command; the PCA helpers; and the whole runner on real CrossFit files."""
 
 import math
+import shlex
+import shutil
 import statistics
+import subprocess
 
 import pytest
 import torch
@@ -141,6 +144,20 @@ def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, cap
     assert built[0].key() != experiments.world.WorldConfig().key() and "pretrain_noise=1.0" in args.source
     assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
 
+
+
+def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch):
+    """make paper WORLD="a=1 b=2" is the runner's --world a=1 --world b=2, and the runner builds that world."""
+    if not shutil.which("make"):
+        pytest.skip("no make")
+    line = subprocess.run(["make", "-n", "-s", "paper", "WORLD=pretrain_noise=0.5 tasks_per_type=40"], text=True,
+                          capture_output=True, check=True, cwd=experiments.data.HERE).stdout.strip().splitlines()[-1]
+    argv = shlex.split(line)
+    assert argv[1] == "experiments.py"
+    built = []
+    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    experiments.parse_args(argv[2:])
+    assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=40)]
 
 def fake_results(job, scores):
     """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
