@@ -41,8 +41,9 @@ of θ, the knee a perfect MSF would find (on v7: colour 0.66 → 0.98, pick 0.77
 θ's score at d = 2 → 3), and how much of PT's prompts lies in the conditioning directions (2.4 %
 for colour, 3.3 % for pick): prompt tuning lands mostly outside them, so the method's knee can be
 softer than this one (README: why the cls knee is soft). WorldConfig.pretrain_noise pretrains with
-noise outside those directions, a variant that raises the share; it is not the default because
-its knees did not hold on a second draw of the world (README).
+noise outside those directions, a variant that raises the share; it is not the default: with 16
+training tasks a kind its knees move with the MSF draw, and with 32 (tasks_per_type=40) they hold
+but Table 4, Fig. 5 and Q2 lose what PT's noise gives them (README).
 
 Everything is deterministic from WorldConfig and cached.
 
