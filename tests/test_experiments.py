@@ -145,7 +145,6 @@ def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, cap
     assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
 
 
-
 def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch):
     """make paper WORLD="a=1 b=2" is the runner's --world a=1 --world b=2, and the runner builds that world."""
     if not shutil.which("make"):
@@ -158,6 +157,7 @@ def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch):
     monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
     experiments.parse_args(argv[2:])
     assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=40)]
+
 
 def fake_results(job, scores):
     """A results.tsv as train.py writes it (fine-tuning: one per task folder)."""
