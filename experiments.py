@@ -318,11 +318,11 @@ def presets(args, p):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
-        # ≤ 15 min from a fresh clone (9.5 on 2 cores: 1.1 installing, 3.8 building the world, 4.6
-        # running): no DID (a fresh PLM per task), one draw of the random subspace, no d_I = 5
+        # ≤ 15 min from a fresh clone on 2 cores: no DID (a fresh PLM per task), one draw of the
+        # random subspace, four d_I around the random split's planted 4 (README: the times)
         args.did_dims = args.did_dims or "none"
         args.random_draws = args.random_draws or 1
-        args.dims = args.dims or "1,2,3,4,6,8"
+        args.dims = args.dims or "2,3,4,6"
     args.run = args.run or "runs/paper"
     args.random_draws = args.random_draws or 3
     args.splits = [s for s in args.splits.split(",") if s]

@@ -139,9 +139,9 @@ def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, cap
             experiments.parse_args(bad)
         assert says in capsys.readouterr().err
     assert not built
-    args = experiments.parse_args(["--world", "pretrain_noise=1.0", "--world", "pretrain_steps=8000"])
-    assert built == [experiments.world.WorldConfig(pretrain_noise=1.0, pretrain_steps=8000)]
-    assert built[0].key() != experiments.world.WorldConfig().key() and "pretrain_noise=1.0" in args.source
+    args = experiments.parse_args(["--world", "pretrain_noise=0", "--world", "pretrain_steps=5000"])
+    assert built == [experiments.world.WorldConfig(pretrain_noise=0.0, pretrain_steps=5000)]
+    assert built[0].key() != experiments.world.WorldConfig().key() and "pretrain_noise=0" in args.source
     assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
 
 
@@ -149,14 +149,14 @@ def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch):
     """make paper WORLD="a=1 b=2" is the runner's --world a=1 --world b=2, and the runner builds that world."""
     if not shutil.which("make"):
         pytest.skip("no make")
-    line = subprocess.run(["make", "-n", "-s", "paper", "WORLD=pretrain_noise=0.5 tasks_per_type=40"], text=True,
+    line = subprocess.run(["make", "-n", "-s", "paper", "WORLD=pretrain_noise=0.5 tasks_per_type=24"], text=True,
                           capture_output=True, check=True, cwd=experiments.data.HERE).stdout.strip().splitlines()[-1]
     argv = shlex.split(line)
     assert argv[1] == "experiments.py"
     built = []
     monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
     experiments.parse_args(argv[2:])
-    assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=40)]
+    assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=24)]
 
 
 def fake_results(job, scores):

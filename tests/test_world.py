@@ -94,21 +94,34 @@ def test_world_is_deterministic_and_cached(built, tmp_path):
         assert f.read_bytes() == (again / "data" / f.relative_to(built / "data")).read_bytes()
     assert world.build(SMALL, built) == built                          # reused, not rebuilt
     assert SMALL.key() != world.WorldConfig().key()
-    assert world.WorldConfig().key() == "fa8beb5d26"                   # v7's folder, from before pretrain_noise
+    assert world.WorldConfig().key() == "1e414163b7"                   # v8's folder: a new key rebuilds every cache
 
 
-def test_pretraining_noise_is_a_world_of_its_own(built, tmp_path):
-    noisy = replace(SMALL, pretrain_noise=1.0)
-    assert noisy.key() != SMALL.key() and world.WorldConfig.parse(["pretrain_noise=1.0"], **{
+def test_pretraining_without_noise_is_a_world_of_its_own(built, tmp_path):
+    """pretrain_noise=0 is world v7's pretraining: the same generator, another model and cache folder."""
+    quiet = replace(SMALL, pretrain_noise=0.0)
+    assert SMALL.pretrain_noise == 1.0 and quiet.key() != SMALL.key()
+    assert world.WorldConfig.parse(["pretrain_noise=0"], **{
         k: getattr(SMALL, k) for k in ("items", "tasks_per_type", "unseen_per_type", "test_examples", "d_model",
-                                       "pretrain_steps", "pretrain_batch")}) == noisy
-    root = world.build(noisy, tmp_path / "noisy")
-    report = json.loads((root / "world.json").read_text())["pretraining"]
-    assert report["noise"] == 1.0
+                                       "pretrain_steps", "pretrain_batch")}) == quiet
+    root = world.build(quiet, tmp_path / "quiet")
+    assert json.loads((root / "world.json").read_text())["pretraining"]["noise"] == 0.0
+    assert json.loads((built / "world.json").read_text())["pretraining"]["noise"] == 1.0
     a, b = (checkpoint.load(r / "conditioner.safetensors")[0] for r in (built, root))
     assert not torch.equal(a["maps.pick.weight"], b["maps.pick.weight"])   # the noise changed what was learnt
     with pytest.raises(ValueError, match="not a world setting"):
-        world.WorldConfig.parse(["version=8"])
+        world.WorldConfig.parse(["version=7"])
+
+
+def test_the_command_line_builds_a_variant_and_refuses_a_wrong_setting(monkeypatch, tmp_path, capsys):
+    (tmp_path / "world.json").write_text('{"pretraining": {"noise": 0.0}}')
+    built = []
+    monkeypatch.setattr(world, "build", lambda cfg, root: built.append(cfg) or tmp_path)
+    world.main(["--seed", "1", "--world", "pretrain_noise=0", "--world", "tasks_per_type=24"])
+    assert built == [world.WorldConfig(seed=1, pretrain_noise=0.0, tasks_per_type=24)]
+    with pytest.raises(SystemExit):
+        world.main(["--world", "noise=0"])
+    assert "not a world setting" in capsys.readouterr().err and len(built) == 1
 
 
 def test_the_world_model_loads_like_any_hf_t5(built):
