@@ -13,7 +13,7 @@ ceiling. Next to Fig. 3 it tells whether a soft knee is the world's or the metho
 
     python oracle.py                      # the world of make paper -> a table and <world>/oracle.json
     python oracle.py --world-seed 1 --steps 50
-    python oracle.py --world pretrain_noise=1.0 --world pretrain_steps=8000    # a variant of the world
+    python oracle.py --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # world v7
     python oracle.py --prompts runs/paper/prompts-s100     # only: how much of PT's prompts is conditioning
 """
 import argparse
@@ -161,7 +161,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-seed", type=int, default=0, help="which draw of the world (world.py --seed)")
     p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a variant of the world, as experiments.py --world (e.g. pretrain_noise=1.0)")
+                   help="a variant of the world, as experiments.py --world (e.g. pretrain_noise=0)")
     p.add_argument("--root", default="", help="a world folder (default: the draw's cache folder, built if needed)")
     p.add_argument("--steps", type=int, default=100, help="Adam steps on z per task and d")
     p.add_argument("--prompts", default="", help="a PT prompt store (e.g. runs/paper/prompts-s100): only say how "

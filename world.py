@@ -98,7 +98,7 @@ class WorldConfig:
     pretrain_lr: float = 1e-3         # 2e-3 and 3e-3 trained worse (world v2: pick 0.56, 0.37 at 3000 steps)
     pretrain_noise: float = 1.0       # σ of noise added outside the kind's conditioning directions, × the
                                       # conditioning's rms: the model learns to read a prompt only along them,
-                                      # so prompt tuning lands nearer them (0: world v7, README)
+                                      # so prompt tuning lands nearer them (0: world v7, WORLD.md)
 
     def key(self):
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
