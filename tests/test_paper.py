@@ -25,7 +25,8 @@ AMD | Intel, then draw 1 AMD | Intel:
     (nearest centroid) from z / drawn
   Fig. 5 T_test(IST) at 4, 25 % → 100 %  0.85→1.00 | 0.97→1.03            0.91→0.97 | 0.82→0.98
   Fig. 6 T_train^same(IST), 2K − K       +0.01 | +0.03                    −0.02 | −0.02
-  Table 4 std ×100: PT, IST, stage two   2.30, 1.44, 1.85 | 2.28, 1.50, 2.51  2.78, 2.42, 2.65 | 2.39, 1.56, 2.64
+    (mean of d_I = 2–4)
+  Table 4 std ×100: PT, IST, stage two   2.30/1.44/1.85 | 2.28/1.50/2.51  2.78/2.42/2.65 | 2.39/1.56/2.64
   Table 4 E_rel^PT of stage two          – | 0.99                         – | 1.01
 
 Each bound keeps about half of the smaller measured gap. The knee: 11 of the 12 curves step 0.12 or
