@@ -4,7 +4,8 @@ paper`, in two parts sharing one run folder:
   FIG3      each split at its planted dimension and one either side (d* = 3 for cls and non-cls,
             d* + 1 = 4 for the random split: θ and which kind), one draw of the random subspace, no
             fine-tuning, no resampled data: Fig. 3's knees, in-type against out-of-type, IST
-            against the random subspace and the reconstruction, and Fig. 4;
+            against the random subspace and the reconstruction, and Fig. 4 (4.5 min on 2 cores of
+            the Intel Xeon once the world is built; about 7 estimated on the AMD EPYC);
   ANALYSES  §4.3 on top: Fig. 5 at 25 % of the training tasks, Fig. 6 on 2K shots, Table 4 over
             3 seeds, all at the random split's 4; DID on four held-out tasks.
 
