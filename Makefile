@@ -11,7 +11,7 @@ ARGS  ?=
 TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN) $(ARGS)
 # make paper: the offline world unless DATA (and MODEL) are given on the command line
 given  = $(filter command line environment,$(origin $(1)))
-# WORLD="pretrain_noise=1.0 tasks_per_type=40": a variant of the offline world (README), one --world each
+# WORLD="pretrain_noise=0 tasks_per_type=24": a variant of the offline world (WORLD.md), one --world each
 VARIANT = $(foreach w,$(WORLD),--world $(w))
 PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN)) $(VARIANT)

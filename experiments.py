@@ -250,8 +250,7 @@ def parser():
     p.add_argument("--splits-dir", default="", help="folder of split files (default: the world's, or splits/)")
     p.add_argument("--model", default="", help="T5 name or folder (default: the world's model)")
     p.add_argument("--world-seed", type=int, default=0, help="another draw of the offline world (world.py --seed)")
-    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a variant of the offline world, one WorldConfig field (repeatable), e.g. pretrain_noise=1.0")
+    world.add_variant_argument(p)
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, non-cls, cls")
     p.add_argument("--dims", default="", help="the d_I sweep (default 1,2,3,4,5,6,8 on the world; 1,5,10,25,50,100 on real data)")
     p.add_argument("--split-dims", action="append", default=[], metavar="SPLIT=D,D,…",
@@ -341,10 +340,7 @@ def source(args, p):
         if not args.model:
             p.error("--model is needed with --data-dir (a T5 name or folder)")
         return None
-    try:
-        cfg = world.WorldConfig.parse(args.world, seed=args.world_seed)
-    except ValueError as e:
-        p.error(f"--world {e}")
+    cfg = world.variant_config(p, args.world, args.world_seed)
     root = world.folder(cfg)
     args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
     args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")

@@ -160,17 +160,13 @@ def report_prompts(root, store):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-seed", type=int, default=0, help="which draw of the world (world.py --seed)")
-    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a variant of the world, as experiments.py --world (e.g. pretrain_noise=0)")
+    world.add_variant_argument(p)
     p.add_argument("--root", default="", help="a world folder (default: the draw's cache folder, built if needed)")
     p.add_argument("--steps", type=int, default=100, help="Adam steps on z per task and d")
     p.add_argument("--prompts", default="", help="a PT prompt store (e.g. runs/paper/prompts-s100): only say how "
                                                  "much of its prompts' spread lies in the conditioning directions")
     args = p.parse_args(argv)
-    try:
-        cfg = world.WorldConfig.parse(args.world, seed=args.world_seed)
-    except ValueError as e:
-        p.error(f"--world {e}")
+    cfg = world.variant_config(p, args.world, args.world_seed)
     if args.steps < 1:
         p.error("--steps takes 1 or more")
     if args.prompts and not Path(args.prompts).is_dir():

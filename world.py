@@ -364,18 +364,27 @@ def conditioned_accuracy(world, tokenizer, t5, cond, n=1000):
             for t in TYPES}
 
 
+def add_variant_argument(p):
+    """--world FIELD=VALUE (repeatable), for world.py, experiments.py and oracle.py alike."""
+    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a variant of the offline world: one WorldConfig field (repeatable), e.g. pretrain_noise=0")
+
+
+def variant_config(p, settings, seed):
+    """The WorldConfig of --world settings and a draw; a wrong setting is the parser's error."""
+    try:
+        return WorldConfig.parse(settings, seed=seed)
+    except ValueError as e:
+        p.error(f"--world {e}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="where to build it (default cache/world-<config hash>)")
     p.add_argument("--seed", type=int, default=WorldConfig.seed, help="another draw of items, θ and pretraining")
-    p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a variant: one WorldConfig field (repeatable), as experiments.py --world")
+    add_variant_argument(p)
     args = p.parse_args(argv)
-    try:
-        cfg = WorldConfig.parse(args.world, seed=args.seed)
-    except ValueError as e:
-        p.error(str(e))
-    root = build(cfg, args.root)
+    root = build(variant_config(p, args.world, args.seed), args.root)
     print(root, json.loads((root / "world.json").read_text())["pretraining"])
 
 
