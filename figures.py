@@ -102,7 +102,7 @@ def figure5(rows, p, path):
     ax.axhline(1.0, color="grey", linewidth=0.5)
     ax.set(title="Fig. 5: number of training tasks (random split, same unseen tasks)",
            xlabel="training tasks MSF sees (% of the random split's)", ylabel="E_rel^PT", xticks=pcts, ylim=(0, None))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, handlelength=3.5)             # long enough to show the dashes
     save(fig, path)
 
 
