@@ -13,6 +13,8 @@ import results
 matplotlib.use("Agg")                                 # files only, no display
 import matplotlib.pyplot as plt                       # noqa: E402  (after the backend is chosen)
 
+plt.rcParams["legend.handlelength"] = 3.5             # legend lines long enough to show dashed from dotted
+
 STYLE = {"MSF": ("tab:blue", "o"), "IST": ("tab:red", "s"), "random": ("tab:grey", "x"), "DID": ("tab:green", "^")}
 
 
@@ -102,7 +104,7 @@ def figure5(rows, p, path):
     ax.axhline(1.0, color="grey", linewidth=0.5)
     ax.set(title="Fig. 5: number of training tasks (random split, same unseen tasks)",
            xlabel="training tasks MSF sees (% of the random split's)", ylabel="E_rel^PT", xticks=pcts, ylim=(0, None))
-    ax.legend(fontsize=7, handlelength=3.5)             # long enough to show the dashes
+    ax.legend(fontsize=7)
     save(fig, path)
 
 
