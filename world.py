@@ -49,6 +49,7 @@ measured, at the cost of some of §4.3's effects (WORLD.md).
 Everything is deterministic from WorldConfig and cached.
 
     python world.py [--root cache/world]      # build (or reuse) and print the pretraining report
+    python world.py --rebuild [--ship]        # pretrain here instead of using shipped/ (and ship the result)
     python world.py --seed 1                  # another draw of the same world: which effects are robust
     python world.py --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # v7
 """
@@ -56,6 +57,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -79,7 +81,8 @@ CATEGORIES = ("A", "B")                         # θ clusters within each type, 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    version: int = 8                  # bump when the generator or a default changes: part of the cache key
+    version: int = 9                  # bump when the generator or a default changes: part of the cache key
+                                      # (9: v8's construction, its pretrained model shipped in shipped/)
     seed: int = 0
     dim: int = 3                      # d*, the planted intrinsic dimension of one kind
     items: int = 160                  # nonce words
@@ -218,28 +221,83 @@ class Conditioner(nn.Module):
         return sigma * prompt.detach().pow(2).mean().sqrt() * noise.view_as(prompt)
 
 
+# The pretrained model of the default world ships with the repository (a few MB): pretraining is
+# minutes on 2 cores, and CPUs of different kinds build bit-different models from the same seed
+# (and with them different knees), so every machine starts from these weights. A variant, another
+# draw, or --rebuild pretrains its own.
+SHIPPED = data.HERE / "shipped"
+
+
 def folder(cfg):
     """Where the world of `cfg` is cached: cache/world-<config hash>."""
     return data.HERE / "cache" / f"world-{cfg.key()}"
 
 
-def build(cfg=WorldConfig(), root=None):
-    """Make (or reuse) the world under `root` (default `folder(cfg)`) and return the folder."""
+def shipped(cfg):
+    """The repository's pretrained model of `cfg`, or None when it ships none."""
+    root = SHIPPED / f"world-{cfg.key()}"
+    return root if (root / "pretraining.json").is_file() else None
+
+
+def build(cfg=WorldConfig(), root=None, rebuild=False):
+    """Make (or reuse) the world under `root` (default `folder(cfg)`) and return the folder: its
+    tasks written here, its model the shipped one when there is one (unless `rebuild`), else
+    pretrained here."""
     root = Path(root or folder(cfg))
-    if (root / "world.json").is_file():
+    if (root / "world.json").is_file() and not rebuild:
         return root
     world = World(cfg)
     tmp = root.with_name(root.name + ".tmp")                 # built aside, renamed when complete
     shutil.rmtree(tmp, ignore_errors=True)
     write_tasks(world, tmp)
-    tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model", whole_words=world.whole_words())
-    report = pretrain(world, tokenizer, tmp)
+    source = None if rebuild else shipped(cfg)
+    if source:
+        shutil.copytree(source / "model", tmp / "model")
+        shutil.copy(source / "conditioner.safetensors", tmp)
+        report = {**json.loads((source / "pretraining.json").read_text()), "weights": f"shipped ({source.name})"}
+        print(f"the world's pretrained model: shipped in {source}")
+    else:
+        tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model",
+                                         whole_words=world.whole_words())
+        report = {**pretrain(world, tokenizer, tmp), "weights": f"pretrained here ({cpu()})"}
+    if source and data_hash(tmp) != report["data"]:
+        print(f"warning: this machine wrote other task files than those the shipped model was built beside "
+              f"(data {data_hash(tmp)}, shipped {report['data']}): its numbers will differ from the README's")
+    report["data"] = data_hash(tmp)
     (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
                                                 "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
                                                           for n, k, c, th in world.tasks}}, indent=1))
     shutil.rmtree(root, ignore_errors=True)
     tmp.replace(root)
     return root
+
+
+def ship(cfg, root):
+    """Copy a built world's model into the repository (what `build` then uses on every machine)."""
+    out = SHIPPED / f"world-{cfg.key()}"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(root / "model", out / "model")
+    shutil.copy(root / "conditioner.safetensors", out)
+    report = json.loads((root / "world.json").read_text())["pretraining"]
+    report = {k: v for k, v in report.items() if k != "weights"} | {"built_on": cpu(), "data": data_hash(root),
+                                                                    "config": asdict(cfg)}
+    (out / "pretraining.json").write_text(json.dumps(report, indent=1) + "\n")
+    return out
+
+
+def data_hash(root):
+    """SHA-256 (16 hex digits) of a world's task files, tasks.txt and splits: the same on every machine."""
+    h = hashlib.sha256()
+    for path in sorted([*(root / "data").rglob("*.tsv"), root / "tasks.txt", *(root / "splits").glob("*.txt")]):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cpu():
+    """The CPU's model name (bits of a pretrained model depend on it)."""
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def write_tasks(world, root):
@@ -382,10 +440,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="where to build it (default cache/world-<config hash>)")
     p.add_argument("--seed", type=int, default=WorldConfig.seed, help="another draw of items, θ and pretraining")
+    p.add_argument("--rebuild", action="store_true", help="pretrain the model here even when the repository ships it")
+    p.add_argument("--ship", action="store_true", help="copy the built model into shipped/ (maintainers: after "
+                                                       "a change to the default world)")
     add_variant_argument(p)
     args = p.parse_args(argv)
-    root = build(variant_config(p, args.world, args.seed), args.root)
+    cfg = variant_config(p, args.world, args.seed)
+    root = build(cfg, args.root, args.rebuild)
     print(root, json.loads((root / "world.json").read_text())["pretraining"])
+    if args.ship:
+        print("shipped:", ship(cfg, root))
 
 
 if __name__ == "__main__":

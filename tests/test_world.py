@@ -94,7 +94,40 @@ def test_world_is_deterministic_and_cached(built, tmp_path):
         assert f.read_bytes() == (again / "data" / f.relative_to(built / "data")).read_bytes()
     assert world.build(SMALL, built) == built                          # reused, not rebuilt
     assert SMALL.key() != world.WorldConfig().key()
-    assert world.WorldConfig().key() == "1e414163b7"                   # v8's folder: a new key rebuilds every cache
+    assert world.WorldConfig().key() == KEY                          # v9's folder: a new key rebuilds every cache
+
+
+KEY = "6de503f45d"
+
+
+@pytest.mark.slow
+def test_the_default_worlds_model_ships_and_its_tasks_are_the_same_here(tmp_path):
+    """Every machine starts from the repository's pretrained model (CPUs of different kinds pretrain
+    different bits), and writes the very task files that model was shipped beside."""
+    from transformers import T5ForConditionalGeneration
+    cfg = world.WorldConfig()
+    source = world.shipped(cfg)
+    assert source is not None and source.name == f"world-{KEY}"
+    manifest = json.loads((source / "pretraining.json").read_text())
+    assert manifest["config"] == json.loads(json.dumps(world.asdict(cfg)))
+    world.write_tasks(world.World(cfg), tmp_path)
+    assert world.data_hash(tmp_path) == manifest["data"]
+    t5 = T5ForConditionalGeneration.from_pretrained(source / "model")
+    assert t5.config.d_model == cfg.d_model and (source / "conditioner.safetensors").stat().st_size > 0
+
+
+def test_a_shipped_model_is_used_instead_of_pretraining_unless_rebuilt(built, tmp_path, monkeypatch):
+    monkeypatch.setattr(world, "SHIPPED", tmp_path / "shipped")
+    world.ship(SMALL, built)
+    monkeypatch.setattr(world, "pretrain", lambda *a: pytest.fail("pretrained although a model ships"))
+    root = world.build(SMALL, tmp_path / "from-shipped")
+    for f in ("model/model.safetensors", "model/tokenizer.json", "conditioner.safetensors"):
+        assert (root / f).read_bytes() == (built / f).read_bytes(), f
+    report = json.loads((root / "world.json").read_text())["pretraining"]
+    assert report["weights"].startswith("shipped") and report["data"] == world.data_hash(built)
+    monkeypatch.setattr(world, "pretrain", lambda *a: {"pretrained": True})
+    report = json.loads((world.build(SMALL, root, rebuild=True) / "world.json").read_text())["pretraining"]
+    assert report["pretrained"] and report["weights"].startswith("pretrained here")
 
 
 def test_pretraining_without_noise_is_a_world_of_its_own(built, tmp_path):
@@ -116,7 +149,7 @@ def test_pretraining_without_noise_is_a_world_of_its_own(built, tmp_path):
 def test_the_command_line_builds_a_variant_and_refuses_a_wrong_setting(monkeypatch, tmp_path, capsys):
     (tmp_path / "world.json").write_text('{"pretraining": {"noise": 0.0}}')
     built = []
-    monkeypatch.setattr(world, "build", lambda cfg, root: built.append(cfg) or tmp_path)
+    monkeypatch.setattr(world, "build", lambda cfg, root, rebuild: built.append(cfg) or tmp_path)
     world.main(["--seed", "1", "--world", "pretrain_noise=0", "--world", "tasks_per_type=24"])
     assert built == [world.WorldConfig(seed=1, pretrain_noise=0.0, tasks_per_type=24)]
     with pytest.raises(SystemExit):
