@@ -127,7 +127,7 @@ def step_flops_and_padding(cfg, model, tokenizer, prepared, device, n=3):
     flops, real, one_pass, chunked = 0, 0, 0, 0
     for batch in batches:
         with FlopCounterMode(display=False) as counter:
-            trainstep.forward_backward_in_memory(cfg, model, stage, batch, K, K, autocast)
+            trainstep.forward_backward_in_memory(cfg, model, stage, batch, K, autocast)
         flops += counter.get_total_flops() / n
         lx, ly = batch.attention_mask.sum(1), (batch.labels != ipt.IGNORE).sum(1)
         real += int((lx + ly).sum())
@@ -146,7 +146,7 @@ def bf16_against_fp32(cfg, model, tokenizer, prepared, device, rounds=3):
         for precision in seconds:
             c = dataclasses.replace(cfg, precision=precision)
             started = time.perf_counter()
-            trainstep.forward_backward(c, model, stage, batch, K, K, trainstep.autocast(c, device))
+            trainstep.forward_backward(c, model, stage, batch, K, trainstep.autocast(c, device))
             seconds[precision].append(time.perf_counter() - started)
             stage.module.zero_grad(set_to_none=True)
     return {k: statistics.median(v) for k, v in seconds.items()}
@@ -166,7 +166,7 @@ def cost_per_row(cfg, model, tokenizer, prepared, device, sizes, repeats=5):
             steps = middle(r)
             started = time.perf_counter()
             for b in steps:
-                trainstep.forward_backward(one_pass, model, stage, b, K, K, autocast)
+                trainstep.forward_backward(one_pass, model, stage, b, K, autocast)
                 stage.module.zero_grad(set_to_none=True)
             seconds[r].append((time.perf_counter() - started) / sum(len(b.task_idx) for b in steps))
     return {r: statistics.median(v) for r, v in seconds.items()}

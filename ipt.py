@@ -6,7 +6,8 @@ arXiv:2110.07867. Sections follow that version: §3.1 Preliminaries (prompt tuni
 which is MSF (multi-task subspace finding) and then IST (intrinsic subspace tuning). Its display
 equations carry no numbers, so each piece here names the one it implements:
 
-  Eq. PT       min_{θ_P} L_LM(M([P; E(X)]), Y), θ_M frozen      -> prepend_prompt, token_losses
+  Eq. PT       min_{θ_P} L_LM(M([P; E(X)]), Y), θ_M frozen      -> prepend_prompt, token_losses,
+                                                                    per_task_mean, multitask_objective
   Eq. MSF-rec  P̂ = Proj_b(Proj(P))                              -> PromptAutoencoder
   Eq. MSF      min_{θ_proj} L_LM(P̂) + α·‖P̂ − P‖²               -> ReconstructedPrompts, msf_objective
   Eq. IST      min_z L_LM(Proj_b(z)), Proj_b and θ_M frozen      -> IntrinsicPrompts
@@ -76,13 +77,22 @@ def token_losses(plm, prompt, input_ids, attention_mask, labels, label_smoothing
                            reduction="none", label_smoothing=label_smoothing)
 
 
-def per_task_mean(losses, labels, task_idx, num_tasks):
+def per_task_mean(losses, labels, task_idx, num_tasks, count=None):
     """Token-mean loss of each task over its rows: losses, labels [B, L], task_idx [B] -> [K].
-    Tasks without rows in the batch get 0 (they contribute no gradient)."""
+    Tasks without rows in the batch get 0 (they contribute no gradient). count [K]: each task's
+    target tokens in the whole step when these rows are a part of it (one forward pass, one
+    rank's share): the parts' results then add up to the whole step's."""
     tokens = (labels != IGNORE).float()                                # (B, L)
     total = losses.new_zeros(num_tasks).index_add(0, task_idx, (losses * tokens).sum(1))
-    count = tokens.new_zeros(num_tasks).index_add(0, task_idx, tokens.sum(1))
+    if count is None:
+        count = tokens.new_zeros(num_tasks).index_add(0, task_idx, tokens.sum(1))
     return total / count.clamp(min=1)                                  # (K,)
+
+
+def multitask_objective(task_lm):
+    """Eq. PT for K tasks trained at once: Σ_k L_LM(task k). Each task owns its prompt, so each
+    gets the gradient it would get alone. task_lm [K] (per_task_mean) -> scalar."""
+    return task_lm.sum()
 
 
 @torch.no_grad()
@@ -170,14 +180,6 @@ def init_sampled_vocab(embedding, P, generator, population=5000):
     return embedding[rows].detach().clone()                            # (P, H)
 
 
-def init_from_text(embedding, token_ids, P):
-    """Embeddings of a tokenised text, repeated cyclically or cut to P rows (PEFT's TEXT init)."""
-    if not token_ids:
-        raise ValueError("init_from_text needs at least one token")
-    rows = torch.tensor([token_ids[i % len(token_ids)] for i in range(P)])
-    return embedding[rows].detach().clone()                            # (P, H)
-
-
 def init_class_labels(embedding, label_token_ids, P, generator):
     """Lester's class-label init: row i is the mean embedding of label i's pieces,
     the remaining rows sampled vocabulary. label_token_ids: one list of ids per label."""
@@ -200,9 +202,6 @@ class SoftPrompts(nn.Module):
     def __init__(self, init):                                          # init (K, P, H)
         super().__init__()
         self.prompts = nn.ParameterList(nn.Parameter(p.clone()) for p in init)
-
-    def table(self):
-        return torch.stack(list(self.prompts))                          # (K, P, H)
 
     def forward(self, task_idx):                                       # (B,) -> (B, P, H)
         return _gather(lambda ts: torch.stack([self.prompts[t] for t in ts.tolist()]), task_idx)
@@ -254,7 +253,9 @@ def msf_objective(task_lm, reconstruction_error, alpha):
     Our L_LM is the mean over tasks of each task's token-mean cross-entropy, and the error an
     element mean. The authors sum label-smoothed cross-entropy over every target token of a
     64-row batch (a few hundred tokens) and use α = 200; dividing their loss by that token count
-    gives our form with α ≈ 200 / tokens-per-batch, about 1 for short CrossFit targets."""
+    gives our form with α ≈ 200 / tokens-per-batch, about 1 for short CrossFit targets.
+    task_lm [K]: every task's, as MSF trains them all together. Linear in task_lm, so a step in parts
+    (per_task_mean's count) sums to the whole step's when the error is added in one part only."""
     return task_lm.mean() + alpha * reconstruction_error
 
 

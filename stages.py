@@ -161,9 +161,11 @@ class Stage:
     module: torch.nn.Module            # owns every trainable tensor of the stage
     prompts: object                    # task_idx (B,) -> prompts (B, P, H), or None (ft)
     groups: list                       # [(task indices, parameter names)] selected and stopped together
-    task_weight: object = None         # callable: number of tasks in the step -> weight of each task's loss
-    extra_loss: object = None          # callable: tasks in the step -> scalar added once (MSF's α·rec)
+    # (task_lm [K] of a part of the step, whether this part adds the step's once-only terms) -> the
+    # loss to backpropagate; the parts' losses sum to the stage's objective (Eq. PT, Eq. MSF)
+    objective: object = lambda task_lm, once: ipt.multitask_objective(task_lm)
     artifact: object = None            # callable: out dir, best module state -> writes what later stages read
+    score_start: bool = False          # evaluate the given start (step 0) and keep it if no step beats it
 
 
 def per_task_groups(names, prefix):
@@ -172,7 +174,9 @@ def per_task_groups(names, prefix):
 
 def setup_pt(cfg, plm, tokenizer, names, prepared, init=None):
     """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt.
-    init (K, P, H): given starting prompts (§4.3 stage two's Proj_b(z), or PEFT adapters)."""
+    init (K, P, H): given starting prompts (§4.3 stage two's Proj_b(z), or PEFT adapters), scored
+    before the first step: its dev score at step 0 is where the run starts."""
+    given = init is not None
     emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.hidden_size
     gs = [data.task_generator(cfg.seed, n) for n in names]
     if init is None and cfg.prompt_init == "vocab":
@@ -188,7 +192,7 @@ def setup_pt(cfg, plm, tokenizer, names, prepared, init=None):
         for k, name in enumerate(names):
             checkpoint.save(prompt_store(cfg) / f"{name}.safetensors",
                             {"prompt": state[f"prompts.{k}"]}, task=name, source=str(out))
-    return Stage(module, module, per_task_groups(names, "prompts"), artifact=artifact)
+    return Stage(module, module, per_task_groups(names, "prompts"), artifact=artifact, score_start=given)
 
 
 def class_labels(train_rows):
@@ -207,9 +211,11 @@ def setup_msf(cfg, plm, tokenizer, names, prepared, pt_prompts):
         checkpoint.save(out / "autoencoder.safetensors", {k.removeprefix("autoencoder."): v for k, v in state.items()},
                         prompt_len=ae.P, d_model=ae.H, intrinsic_dim=cfg.intrinsic_dim,
                         hidden=ae.proj_b[0].out_features, tasks=names, prompts=str(store))
-    return Stage(module, module, [(list(range(len(names))), [n for n, _ in module.named_parameters()])],
-                 task_weight=lambda n: 1.0 / n,
-                 extra_loss=lambda tasks: cfg.alpha * module.reconstruction_error(tasks), artifact=artifact)
+    every = torch.arange(len(names))               # one group: every task in every step, until all stop
+    objective = lambda task_lm, once: ipt.msf_objective(
+        task_lm, module.reconstruction_error(every) if once else 0.0, cfg.alpha)
+    return Stage(module, module, [(every.tolist(), [n for n, _ in module.named_parameters()])],
+                 objective=objective, artifact=artifact)
 
 
 def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None, source="random"):

@@ -35,39 +35,43 @@ def make_optimizer(cfg, params):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
 
-def forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast):
-    """Backpropagate the stage's loss over the step's rows, in forward passes of at most
+def forward_backward(cfg, model, stage, batch, num_tasks, autocast):
+    """Backpropagate the stage's objective over the step's rows, in forward passes of at most
     --tokens-per-forward padded tokens (`chunks`); under torchrun, this rank's share of the rows,
     the gradients then summed over the ranks. Each task's loss is its token mean over the whole
-    step, so chunking and sharing leave the gradient as it is. -> the loss (one host sync)."""
+    step (ipt.per_task_mean with the step's counts), and the once-a-step terms (MSF's α·rec) are
+    added on one rank, whether it has rows or not: chunking and sharing leave the gradient as it
+    is. -> the loss (one host sync)."""
     tokens = (batch.labels != ipt.IGNORE).float().sum(1)
-    count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens).clamp(min=1)   # (K,)
-    weight = stage.task_weight(num_active) if stage.task_weight else 1.0
-    in_step = batch.task_idx.unique()
+    count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens)        # (K,) the whole step's
     if distributed.world() > 1:
         batch = batch.rows(distributed.mine(batch.input_ids.size(0)))
-    total = 0.0
-    for i, (rows, T, L) in enumerate(chunks(batch, cfg.tokens_per_forward) if len(batch.task_idx) else []):
+    once = distributed.is_main()
+    total = count.new_zeros(())
+    for rows, T, L in chunks(batch, cfg.tokens_per_forward) if len(batch.task_idx) else []:
         task_idx, labels = batch.task_idx[rows], batch.labels[rows, :L]
         with autocast:
             losses = ipt.token_losses(model, stage.prompts(task_idx), batch.input_ids[rows, :T],
                                       batch.attention_mask[rows, :T], labels, cfg.label_smoothing)
-        loss = weight * (losses.sum(1) / count[task_idx]).sum()                      # Σ_k w·mean_k
-        if i == 0 and stage.extra_loss and distributed.is_main():                   # once, not once a rank
-            loss = loss + stage.extra_loss(in_step)
+        loss = stage.objective(ipt.per_task_mean(losses, labels, task_idx, num_tasks, count), once)
         loss.backward()
+        total, once = total + loss.detach(), False
+    if once:                                     # no rows on this rank: its once-a-step terms alone
+        loss = stage.objective(count.new_zeros(num_tasks), True)
+        if loss.requires_grad:
+            loss.backward()
         total = total + loss.detach()
     distributed.all_reduce_grads([p for p in stage.module.parameters() if p.requires_grad])
     return distributed.sum_scalar(float(total))
 
 
-def forward_backward_in_memory(cfg, model, stage, batch, num_tasks, num_active, autocast):
+def forward_backward_in_memory(cfg, model, stage, batch, num_tasks, autocast):
     """forward_backward; when the device runs out of memory, the step again in passes of half as
     many tokens (kept in cfg.tokens_per_forward for the rest of the run: the gradient is the same).
     Single rows that still do not fit are an error that says what to lower."""
     while True:
         try:
-            return forward_backward(cfg, model, stage, batch, num_tasks, num_active, autocast)
+            return forward_backward(cfg, model, stage, batch, num_tasks, autocast)
         except torch.OutOfMemoryError:
             for p in stage.module.parameters():
                 p.grad = None                                  # a partial step's gradients

@@ -129,8 +129,6 @@ def test_initialisations(t5, P, seed):
     assert all(len(r) for r in rows)
     if P <= 50:                                                        # without replacement when possible
         assert len({int(r[0]) for r in rows}) == P
-    text = ipt.init_from_text(emb, [5, 6, 7], P)
-    assert torch.equal(text[P - 1], emb[[5, 6, 7][(P - 1) % 3]])        # cyclic repeat
     labels = ipt.init_class_labels(emb, [[3, 4], [9]], P, g)
     assert labels.shape == (P, H)
     torch.testing.assert_close(labels[0], (emb[3] + emb[4]) / 2)
@@ -250,12 +248,11 @@ def test_chunked_step_has_the_gradient_of_one_pass(t5, llama, kind, B, budget, s
     labels[torch.arange(4) >= torch.randint(1, 5, (B, 1), generator=g)] = ipt.IGNORE     # ragged targets
     batch = Batch(ids, mask, labels, torch.randint(0, K, (B,), generator=g))
     module = make_stage(stage, plm, K, 3, 2, g)
-    st_ = stages.Stage(module, module, [], task_weight=(lambda n: 1 / n) if stage == "msf" else None,
-                       extra_loss=(lambda tasks: module.reconstruction_error(tasks)) if stage == "msf" else None)
+    st_ = msf_or_pt_stage(module, stage, K)
     results = []
     for tokens in (0, budget):
         cfg = train.Config(tokens_per_forward=tokens)
-        loss = trainstep.forward_backward(cfg, plm, st_, batch, K, K, torch.autocast("cpu", enabled=False))
+        loss = trainstep.forward_backward(cfg, plm, st_, batch, K, torch.autocast("cpu", enabled=False))
         results.append((loss, {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}))
         module.zero_grad(set_to_none=True)
     (one, g1), (chunked, g2) = results
@@ -263,6 +260,72 @@ def test_chunked_step_has_the_gradient_of_one_pass(t5, llama, kind, B, budget, s
     assert all(torch.allclose(g1[n], g2[n], atol=1e-6, rtol=1e-4) for n in g1)
     rows = [i for r, _, _ in trainstep.chunks(batch, budget) for i in r]
     assert sorted(rows) == list(range(B))
+
+
+def msf_or_pt_stage(module, stage, K, alpha=1.0):
+    """A Stage with the objective stages.py gives MSF (its α·reconstruction once a step) or PT."""
+    if stage != "msf":
+        return stages.Stage(module, module, [])
+    every = torch.arange(K)
+    return stages.Stage(module, module, [], objective=lambda task_lm, once: ipt.msf_objective(
+        task_lm, module.reconstruction_error(every) if once else 0.0, alpha))
+
+
+@pytest.mark.parametrize("stage", ["pt", "msf"])
+@given(B=st.integers(1, 6), budget=st.integers(1, 40), seed=seeds)
+def test_the_step_trains_the_objective_ipt_names(t5, stage, B, budget, seed):
+    """The gradient a step applies (trainstep.forward_backward with stages.py's objective, in
+    chunks) is the gradient of ipt.py's Eq. PT / Eq. MSF over the whole batch at once."""
+    import train
+    import trainstep
+    from data import Batch
+    g, K, alpha = torch.Generator().manual_seed(seed), 3, 0.7
+    ids, mask, labels = random_batch(g, B, 6, 3)
+    task_idx = torch.randint(0, K, (B,), generator=g)
+    module = make_stage(stage, t5, K, 2, 2, g)
+    st_ = stages.setup_msf(train.Config(alpha=alpha, intrinsic_dim=2), t5, None, ["a", "b", "c"], [],
+                           module.pt_prompts) if stage == "msf" else stages.Stage(module, module, [])
+    module = st_.module
+    trainstep.forward_backward(train.Config(tokens_per_forward=budget), t5, st_, Batch(ids, mask, labels, task_idx),
+                               K, torch.autocast("cpu", enabled=False))
+    step = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    module.zero_grad(set_to_none=True)
+    task_lm = ipt.per_task_mean(ipt.token_losses(t5, module(task_idx), ids, mask, labels), labels, task_idx, K)
+    paper = (ipt.msf_objective(task_lm, module.reconstruction_error(torch.arange(K)), alpha) if stage == "msf"
+             else ipt.multitask_objective(task_lm))
+    paper.backward()
+    assert step.keys() == {n for n, p in module.named_parameters() if p.grad is not None}
+    for n, p in module.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(step[n], p.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_msf_reconstruction_is_added_once_whichever_rank_has_rows(t5, monkeypatch):
+    """torchrun: the main rank adds α·rec even when the step's rows all went to other ranks, and
+    the other ranks never do, so the summed gradient has it exactly once."""
+    import distributed
+    import train
+    import trainstep
+    from data import Batch
+    g, K = torch.Generator().manual_seed(0), 2
+    ids, mask, labels = random_batch(g, 2, 5, 3)
+    module = make_stage("msf", t5, K, 2, 2, g)
+    st_ = stages.setup_msf(train.Config(alpha=2.0, intrinsic_dim=2), t5, None, ["a", "b"], [], module.pt_prompts)
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    monkeypatch.setattr(distributed, "mine", lambda n: [])                              # every row elsewhere
+    monkeypatch.setattr(distributed, "all_reduce_grads", lambda params: None)
+    monkeypatch.setattr(distributed, "sum_scalar", lambda x: x)
+    cpu, batch = torch.autocast("cpu", enabled=False), Batch(ids, mask, labels, torch.tensor([0, 1]))
+    grads = {}
+    for main in (True, False):
+        monkeypatch.setattr(distributed, "is_main", lambda: main)
+        loss = trainstep.forward_backward(train.Config(), t5, st_, batch, K, cpu)
+        grads[main] = {n: p.grad for n, p in st_.module.named_parameters()}
+        st_.module.zero_grad(set_to_none=True)
+    (2.0 * st_.module.reconstruction_error(torch.arange(K))).backward()
+    assert loss == 0.0 and all(g is None for g in grads[False].values())
+    for n, p in st_.module.named_parameters():
+        torch.testing.assert_close(grads[True][n], p.grad)
 
 
 def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch):
@@ -278,7 +341,7 @@ def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch)
     module = make_stage("pt", t5, K, 3, 2, g)
     stage = stages.Stage(module, module, [])
     cpu = torch.autocast("cpu", enabled=False)
-    expected = trainstep.forward_backward(train.Config(), t5, stage, batch, K, K, cpu)
+    expected = trainstep.forward_backward(train.Config(), t5, stage, batch, K, cpu)
     grads = {n: p.grad.clone() for n, p in module.named_parameters()}
     module.zero_grad(set_to_none=True)
     real = ipt.token_losses
@@ -289,9 +352,9 @@ def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch)
         return real(plm, prompt, input_ids, attention_mask, labels, *rest)
     monkeypatch.setattr(ipt, "token_losses", small_device)
     cfg = train.Config()
-    assert trainstep.forward_backward_in_memory(cfg, t5, stage, batch, K, K, cpu) == pytest.approx(expected, rel=1e-5)
+    assert trainstep.forward_backward_in_memory(cfg, t5, stage, batch, K, cpu) == pytest.approx(expected, rel=1e-5)
     assert 0 < cfg.tokens_per_forward <= 20
     assert all(torch.allclose(p.grad, grads[n], atol=1e-6) for n, p in module.named_parameters())
     monkeypatch.setattr(ipt, "token_losses", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError()))
     with pytest.raises(UserError, match="one row a forward pass"):
-        trainstep.forward_backward_in_memory(train.Config(), t5, stage, batch, K, K, cpu)
+        trainstep.forward_backward_in_memory(train.Config(), t5, stage, batch, K, cpu)
