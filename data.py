@@ -130,13 +130,17 @@ def read_examples(path):
     if not path.is_file():
         raise DataError(f"missing data file {path}")
     examples = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            fields = line.rstrip("\n").rstrip("\r").split("\t")
-            if len(fields) < 2 or not fields[0].strip() or not any(r.strip() for r in fields[1:]):
-                raise DataError(f"{path}:{number}: expected 'input<TAB>reference[<TAB>reference…]', "
-                                f"got {line[:80]!r}")
-            examples.append(Example(fields[0], tuple(r for r in fields[1:] if r.strip())))
+    for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}:{number}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}): "
+                            f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        fields = line.rstrip("\n").rstrip("\r").split("\t")
+        if len(fields) < 2 or not fields[0].strip() or not any(r.strip() for r in fields[1:]):
+            raise DataError(f"{path}:{number}: expected 'input<TAB>reference[<TAB>reference…]', "
+                            f"got {line[:80]!r}")
+        examples.append(Example(fields[0], tuple(r for r in fields[1:] if r.strip())))
     if not examples:
         raise DataError(f"{path} is empty: regenerate it or leave the task out of the split")
     return examples
@@ -224,6 +228,10 @@ def prepare(cfg, names, tasks, tokenizer, causal=False):
     """Tokenised rows of every task: train (one row per reference), dev and test (input, references).
     cfg: train.Config (its data options). causal: the decoder-only formatting above."""
     end = tokenizer(CAUSAL_ANSWER, add_special_tokens=False)["input_ids"] if causal else None
+    if end and cfg.max_input_len <= len(end):
+        raise UserError(f"--max-input-len {cfg.max_input_len} leaves no room for the input: a decoder-only "
+                        f"model's inputs end with {CAUSAL_ANSWER!r}, {len(end)} tokens of this tokenizer; "
+                        f"give at least {len(end) + 1}")
     target = CAUSAL_TARGET if causal else "{}"
     prepared = []
     for name in names:

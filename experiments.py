@@ -26,12 +26,14 @@ Under --run (default runs/paper):
     python experiments.py --data-dir ../shared/data/crossfit --model <T5 folder> --splits cls --allow-missing
 """
 import argparse
+import json
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import data
+import evaluate
 import train
 import world
 
@@ -42,15 +44,32 @@ TWO_K = 32                                            # Fig. 6: CrossFit's 2K-sh
 
 @dataclass
 class Job:
-    """One train.py stage: its arguments and the folder it writes."""
+    """One train.py stage: its arguments, the folder it writes and the tasks it trains (those with
+    data). Fine-tuning and DID write one results.tsv per task (<folder>/<task>/), the others one."""
     argv: list
     folder: Path
+    tasks: list
 
     def command(self):
         return "python train.py " + shlex.join(self.argv)
 
+    def results(self):
+        """{task: test score} of the planned tasks that have finished."""
+        files = [self.folder / "results.tsv", *(self.folder / t / "results.tsv" for t in self.tasks)]
+        scores = {}
+        for f in files:
+            if f.is_file():
+                scores.update(evaluate.read_results(f))
+        return {t: scores[t] for t in self.tasks if t in scores}
+
     def done(self):
-        return (self.folder / "results.tsv").is_file() or any(self.folder.glob("*/results.tsv"))
+        """Every planned task has its results: a stage interrupted part-way is not done."""
+        return len(self.results()) == len(self.tasks)
+
+    def progress(self):
+        """'' when done or not started, else 'partial: n of N tasks have results'."""
+        n = len(self.results())
+        return f"partial: {n} of {len(self.tasks)} tasks have results" if 0 < n < len(self.tasks) else ""
 
 
 @dataclass
@@ -104,7 +123,8 @@ def plan(args):
 
     def job(folder_run, split_file, *extra):
         argv = [*common, "--run", str(folder_run), "--split", str(split_file), *map(str, extra)]
-        return Job(argv, train.stages.stage_dir(train.parse_args(argv)))
+        cfg = train.parse_args(argv)
+        return Job(argv, train.stages.stage_dir(cfg), train.planned_tasks(cfg, tasks)[0])
 
     p = Plan(meta={"splits": splits, "dims": args.dims, "planted": args.planted, "source": args.source,
                    "pca_dim": args.pca_dim,
@@ -302,8 +322,9 @@ def parse_args(argv=None):
     presets(args, p)
     world_cfg = source(args, p)
     sweep(args, p)
-    if world_cfg:                            # the world: minutes to build the first time, so after every check
-        world.build(world_cfg)
+    if world_cfg:                            # the world: built after every check (minutes when it pretrains)
+        root = world.build(world_cfg)
+        args.source += f"; its model {json.loads((root / 'world.json').read_text())['pretraining'].get('weights', '')}"
     return args
 
 

@@ -29,17 +29,42 @@ def per_task_tsv(rows, refs):
     return "\n".join(lines) + "\n"
 
 
-def table(rows, split, dims, key, fmt):
-    """Markdown: one row per challenge, one column per d_I; each cell says over how many tasks
-    (–: not planned at that d_I)."""
+def table(rows, split, dims, key, fmt, count):
+    """Markdown: one row per challenge, one column per d_I; each cell says over how many tasks its
+    own number is (`count`: E_rel leaves out tasks whose reference is ≤ 0; –: not planned at that d_I)."""
     lines = [f"| {split} | " + " | ".join(f"d_I={d}" for d in dims) + " |", "|---|" + "---:|" * len(dims)]
     for ch in challenges(rows, split):
         cells = []
         for d in dims:
             r = lookup(rows, split, ch, d)
-            cells.append("–" if r is None else "missing" if r["missing"] else f"{fmt(r[key])} ({r['n']})")
+            cells.append("–" if r is None else "missing" if r["missing"] else f"{fmt(r[key])} ({r[count]})")
         lines.append(f"| {ch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def left_out(rows):
+    """Every task a finished cell's numbers leave out, and why: no result (no data, trained under
+    --allow-missing), E_rel's reference ≤ 0 (excluded: no fraction of it can be recovered), or no
+    reference score (unmatched). Cells that leave out the same tasks share a line."""
+    why = {}
+    for r in rows:
+        if r["missing"]:
+            continue
+        c = r["cell"]
+        why_not = {"excluded": "reference ≤ 0", "unmatched": "no reference"}
+        reasons = [("no result", r["absent"])] + [(f"E_rel^{ref}: {why_not[kind]}", r[f"left_out_{ref}"].get(kind, []))
+                                                  for ref in ("PT", "FT") for kind in why_not]
+        for reason, tasks in reasons:
+            if tasks:
+                why.setdefault((c.split, c.challenge, reason, tuple(tasks)), []).append(c.dim)
+    if not why:
+        return ["Every cell's numbers are over all of its tasks.", ""]
+    lines = ["Tasks left out of a cell's numbers: no result (no data, under --allow-missing), or left out of E_rel "
+             "because their reference (PT or FT) scores ≤ 0 (no fraction of it to recover) or has no score:", "",
+             "| split | challenge | d_I | left out | tasks |", "|---|---|---|---|---|"]
+    lines += [f"| {split} | {ch} | {', '.join(map(str, dims))} | {reason} | {', '.join(tasks)} |"
+              for (split, ch, reason, tasks), dims in why.items()]
+    return lines + [""]
 
 
 def reference_rows(p, refs):
@@ -94,7 +119,7 @@ def fractions_section(rows, p, out):
         for d in dims:
             found = [lookup(rows, "random" if x == 100 else f"random_{x}", ch, d) for x in pcts]
             lines.append(f"| {ch} | {d} | " + " | ".join("missing" if r is None or r["missing"] else
-                                                          f"{r['E_rel_PT']:.2f} ({r['n']})" for r in found) + " |")
+                                                          f"{r['E_rel_PT']:.2f} ({r['n_PT']})" for r in found) + " |")
     return lines + [""]
 
 
@@ -204,10 +229,11 @@ def write(p, out, seconds=None):
     for ref in ("PT", "FT") if p.ft else ("PT",):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",
-                      table(rows, split, dims, f"E_rel_{ref}", lambda v: f"{v:.2f}"), ""]
+                      table(rows, split, dims, f"E_rel_{ref}", lambda v: f"{v:.2f}", f"n_{ref}"), ""]
     lines += ["## Tables 2–3: E_abs (×100)", ""]
     for split in p.meta["splits"]:
-        lines += [table(rows, split, dims, "E_abs", lambda v: f"{100 * v:.1f}"), ""]
+        lines += [table(rows, split, dims, "E_abs", lambda v: f"{100 * v:.1f}", "n"), ""]
+    lines += left_out(rows)
     lines += ["References, E_abs of prompt tuning, fine-tuning and the PLM with no prompt on the same tasks:", "",
               reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), "",
               "## Time per training step", "", costs(p, rows), ""]
@@ -241,7 +267,7 @@ def write(p, out, seconds=None):
     if missing:
         lines += ["## Missing runs", "", "These stages have not finished; their cells say 'missing'. Each command makes one "
                   "(or run the whole plan again: finished stages are skipped):", ""]
-        lines += [f"    {j.command()}" for j in missing] + [""]
+        lines += [f"    {j.command()}" + (f"    # {j.progress()}" if j.progress() else "") for j in missing] + [""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return summary

@@ -17,7 +17,7 @@ import evaluate
 
 def scores_of(job):
     """{task: test score} of a finished stage folder, or None when it has not run."""
-    return evaluate.read_results(job.folder) if job and job.done() else None
+    return job.results() if job and job.done() else None
 
 
 def numbers(p):
@@ -41,10 +41,14 @@ def numbers(p):
         row["refs"] = {"PT": results(cell.ref), "FT": None} if cell.ref else {"PT": refs["PT"], "FT": refs["FT"]}
         if not row["missing"]:
             got = {t: sum(r[t] for r in runs) / len(runs) for t in cell.tasks if all(t in r for r in runs)}
-            row["scores"], row["n"] = got, len(got)
+            # every task a number leaves out is named: no result (no data, under --allow-missing), and
+            # per reference those whose reference is ≤ 0 (excluded) or absent (unmatched)
+            row["scores"], row["n"], row["absent"] = got, len(got), [t for t in cell.tasks if t not in got]
             for name, ref in row["refs"].items():
                 s = evaluate.summarise(got, ref) if got and ref else None
                 row[f"E_rel_{name}"] = s["E_rel"] if s else math.nan
+                row[f"n_{name}"] = s["E_rel_tasks"] if s else 0
+                row[f"left_out_{name}"] = {"excluded": s["excluded"], "unmatched": s["unmatched"]} if s else {}
             row["E_abs"] = sum(got.values()) / len(got) if got else math.nan
         rows.append(row)
     return rows, refs

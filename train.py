@@ -85,6 +85,8 @@ class Config:
     num_beams: int = opt(1, "beams for dev/test generation (the authors' 4; greedy is ~4x cheaper)")
     eval_batch_size: int = opt(64, "rows per generation batch")
     max_test: int = opt(0, "score at most this many test examples per task (first ones); 0: all")
+    keep_checkpoints: bool = opt(False, "keep checkpoint.safetensors (and .prev) once results.tsv is written; by "
+                                        "default deleted then: a finished fine-tuning of T5-base would keep ~8 GB a task")
     tokens_per_forward: int = opt(0, "forward a step's rows in length-sorted passes of at most this many padded x+y "
                                      "tokens (same gradient, less padding and memory); 0: one pass")
     task_tag: bool = opt(False, "prepend ' [task] ' to inputs as the authors did (leaks task identity)")
@@ -130,7 +132,7 @@ class Config:
 STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
-OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing"}
+OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}
 
 
 def parse_args(argv=None):
@@ -191,14 +193,20 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
         step, groups = meta["loop"]["step"], meta["loop"]["groups"]
         tqdm.write(f"resuming {out} at step {step}")
     trim_log(out / "metrics.jsonl", step)                   # drop records no checkpoint covers
+    log = (out / "metrics.jsonl").open("a") if distributed.is_main() else open(os.devnull, "w")
+    autocast = trainstep.autocast(cfg, device)
+    if stage.score_start and step == 0:                     # a given start (stage two): where the run begins
+        with autocast:
+            dev = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(names)), "dev")
+        select(cfg, groups, dev, params, best, step)
+        log.write(json.dumps({"step": 0, "dev": {names[k]: v for k, v in dev.items()}, "active": len(names)}) + "\n")
+        tqdm.write(f"step 0 (the given start) | dev {sum(dev.values()) / len(dev):.3f} over {len(dev)} tasks")
 
     batcher = data.TaskBatcher([p["train"] for p in prepared], cfg.batch_size, cfg.seed)
     n_train = sum(p.numel() for p in trainable)
     n_all = n_train + (0 if stage.module is model else sum(p.numel() for p in model.parameters()))
     tqdm.write(f"{cfg.stage}: {len(names)} tasks | trainable: {n_train:,} || all: {n_all:,} "
                f"({100 * n_train / n_all:.4f}%) | lr {cfg.lr}")
-    log = (out / "metrics.jsonl").open("a") if distributed.is_main() else open(os.devnull, "w")
-    autocast = trainstep.autocast(cfg, device)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.stage} {out.name}", dynamic_ncols=True, disable=None)
     losses, started = [], time.time()
     while step < cfg.steps and not all(g["done"] for g in groups):
@@ -208,7 +216,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
             group["lr"] = cfg.lr * trainstep.lr_at(cfg, step)
         if stage.module is model:
             model.train()
-        loss = trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), len(active), autocast)
+        loss = trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), autocast)
         if not math.isfinite(loss):
             raise UserError(f"loss is {loss} at step {step} (tasks {', '.join(names[k] for k in active[:5])}…). "
                             f"{'The checkpoint ' + str(ckpt) + ' holds the last evaluation.' if ckpt.is_file() else ''}"
@@ -247,7 +255,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
 def trim_log(path, step):
     """Keep the metrics records up to `step` (those a checkpoint covers); none on a fresh start."""
     if path.is_file() and distributed.is_main():
-        kept = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+        kept = [r for r in path.read_text().splitlines() if step and r.strip() and json.loads(r)["step"] <= step]
         path.write_text("".join(r + "\n" for r in kept))
 
 
@@ -285,16 +293,19 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
     if stage.artifact:
         stage.artifact(out, state)
     checkpoint.write_text(out / "results.tsv", "\n".join(lines + [note] * bool(note)) + "\n")
+    if not cfg.keep_checkpoints and distributed.is_main():  # what later stages read is in the artifact
+        for path in (out / "checkpoint.safetensors", checkpoint.previous(out / "checkpoint.safetensors")):
+            path.unlink(missing_ok=True)
     tqdm.write(f"results: {out / 'results.tsv'} (test mean {sum(test.values()) / len(test):.3f})")
 
 
 # -----------------------------------------------------------------------------
 # A run: every check that needs no model first, then the model, then the loop
 
-def run(cfg):
-    device = distributed.setup(plm.resolve_device(cfg.device))
+def planned_tasks(cfg, tasks):
+    """The tasks this stage trains: its selection, less those without data (only under
+    --allow-missing; else an error naming them). -> (names, missing)"""
     data.require_data_dir(cfg.data_dir, cfg.k)
-    tasks = data.load_tasks(cfg.tasks_file)
     names = select_tasks(cfg, tasks)
     missing = data.missing_tasks(cfg.data_dir, names, cfg.k, cfg.data_seed)
     if missing and not cfg.allow_missing:
@@ -304,9 +315,18 @@ def run(cfg):
     names = [n for n in names if n not in missing]
     if not names:
         raise UserError("no task to train")
+    return names, missing
+
+
+def run(cfg):
+    device = distributed.setup(plm.resolve_device(cfg.device))
+    tasks = data.load_tasks(cfg.tasks_file)
+    names, missing = planned_tasks(cfg, tasks)
     cfg.lr = cfg.lr or STAGE_LR[cfg.stage]
     out = stages.stage_dir(cfg)
     fingerprints = {n: data.fingerprint(cfg.data_dir, n, cfg.k, cfg.data_seed) for n in names}
+    for n in names:                                         # a damaged file is named before any model loads
+        data.load_task_data(cfg.data_dir, n, cfg.k, cfg.data_seed)
     note = f"# missing (no data, not trained): {', '.join(missing)}" if missing else ""
     # ft and did change the PLM: a fresh one per task; every other stage trains its tasks in one loop
     jobs = [(out / n, [n]) for n in names] if cfg.stage in stages.PER_TASK else [(out, names)]

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, strategies as st
 
 import data
+from conftest import REAL, needs
 from ipt import IGNORE
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crossfit"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+needs_real = needs(REAL.is_dir(), f"the real CrossFit files at {REAL}")
 TASKS = data.load_tasks()
 
 
@@ -75,6 +75,13 @@ def test_read_examples_with_several_references(tmp_path):
 def test_malformed_files_name_file_and_line(tmp_path, text, message):
     with pytest.raises(data.DataError, match=message):
         data.read_examples(write(tmp_path / "t.tsv", text))
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    f = tmp_path / "t.tsv"
+    f.write_bytes("a\tb\ncaf\u00e9\tb\n".encode("utf-8") + "na\u00efve\tb\n".encode("latin-1"))
+    with pytest.raises(data.DataError, match=r"t.tsv:3: not UTF-8 \(byte 0xef at column 3\)"):
+        data.read_examples(f)
 
 
 def test_missing_file_is_named(tmp_path):

@@ -17,7 +17,8 @@ import report
 import results
 import stages
 import train
-from test_train import REAL, make_world
+from conftest import REAL, needs
+from test_train import make_world
 
 
 @pytest.fixture(scope="module")
@@ -118,21 +119,28 @@ def test_a_split_can_sweep_its_own_dims(toy, tmp_path):
             toy_args(toy, tmp_path, "--dims", "1,2,3", *bad)
 
 
-def test_a_bad_option_is_refused_before_the_world_is_built(monkeypatch):
-    """Building the world takes minutes the first time: every option is checked before it."""
+def fake_build(built, folder):
+    """world.build, recording what it is asked to build: a folder with a world.json."""
+    (folder / "world.json").write_text('{"pretraining": {"weights": "shipped (test)"}}')
+    return lambda cfg: built.append(cfg) or folder
+
+
+def test_a_bad_option_is_refused_before_the_world_is_built(monkeypatch, tmp_path):
+    """Building the world can take minutes: every option is checked before it."""
     built = []
-    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
     for bad in (["--dims", "1,x"], ["--split-dims", "cls=9"], ["--pca-dim", "7"], ["--runs", "0"]):
         with pytest.raises(SystemExit):
             experiments.parse_args(["--world-seed", "5", *bad])
     assert not built
     args = experiments.parse_args(["--world-seed", "5"])
     assert built == [experiments.world.WorldConfig(seed=5)] and args.planted == {"random": 4, "cls": 3, "non-cls": 3}
+    assert args.source.endswith("its model shipped (test)")                # which build the report's numbers are from
 
 
-def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, capsys):
+def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, capsys, tmp_path):
     built = []
-    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
     for bad, says in ((["--world", "noise=1"], "not a world setting"), (["--world", "pretrain_steps=1.5"], "takes a int"),
                       (["--world", "pretrain_noise=1", "--data-dir", "x", "--model", "m"], "no offline world")):
         with pytest.raises(SystemExit):
@@ -145,16 +153,15 @@ def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, cap
     assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
 
 
-def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch):
+@needs(shutil.which("make"), "make")
+def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch, tmp_path):
     """make paper WORLD="a=1 b=2" is the runner's --world a=1 --world b=2, and the runner builds that world."""
-    if not shutil.which("make"):
-        pytest.skip("no make")
     line = subprocess.run(["make", "-n", "-s", "paper", "WORLD=pretrain_noise=0.5 tasks_per_type=24"], text=True,
                           capture_output=True, check=True, cwd=experiments.data.HERE).stdout.strip().splitlines()[-1]
     argv = shlex.split(line)
     assert argv[1] == "experiments.py"
     built = []
-    monkeypatch.setattr(experiments.world, "build", lambda cfg: built.append(cfg))
+    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
     experiments.parse_args(argv[2:])
     assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=24)]
 
@@ -225,6 +232,46 @@ def test_every_report_number_is_recomputed_from_the_results_files(toy, tmp_path,
     assert ("mean over 2 draws of the MSF subspace" in text) == (draws == 2)
 
 
+def test_a_stage_interrupted_part_way_is_not_done_and_the_report_names_it(toy, tmp_path):
+    """Fine-tuning writes one results.tsv a task: with 2 of 4 written the stage is not done, the runner
+    would run it again, E_rel^FT is not averaged over the two, and the report says what is partial."""
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random", "--no-ablations"))
+    tasks = p.ft.tasks
+    for job in p.jobs:
+        fake_results(job, {t: 0.5 for t in (tasks[:2] if job is p.ft else tasks)})
+    assert not p.ft.done() and p.ft.progress() == f"partial: 2 of {len(tasks)} tasks have results"
+    assert [j for j in p.jobs if not j.done()] == [p.ft]
+    summary = report.write(p, tmp_path)
+    assert all(math.isnan(r["E_rel_FT"]) for r in summary["rows"])
+    text = (tmp_path / "report.md").read_text()
+    assert f"{p.ft.command()}    # partial: 2 of {len(tasks)} tasks have results" in text
+
+
+def test_every_count_printed_is_the_count_of_its_number(toy, tmp_path):
+    """E_rel leaves out a task whose PT score is ≤ 0, a task without data is not trained (--allow-missing),
+    and one with data only for the resampled seed has no PT to divide by: the count beside each number
+    is its own, and the report names who is left out of which number, and why."""
+    shutil.copytree(toy, tmp_path / "toy")
+    for split in ("train", "dev", "test"):
+        data.task_file(tmp_path / "toy" / "data", "first-word", split, 16, 100).unlink()
+    p = experiments.plan(toy_args(tmp_path / "toy", tmp_path / "run", "--splits", "random", "--no-ablations",
+                                  "--allow-missing"))
+    assert "first-word" not in p.pt.tasks
+    for job in p.jobs:
+        fake_results(job, {t: 0.0 if job is p.pt and t == "last-word" else 0.5 for t in job.tasks})
+    summary = report.write(p, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    same = next(r for r in summary["rows"] if r["cell"].challenge == "T_train^same(IST)" and r["cell"].dim == 1)
+    assert same["n"] == 2 and same["n_PT"] == 1 and same["absent"] == ["first-word"]
+    assert same["left_out_PT"] == {"excluded": ["last-word"], "unmatched": []}
+    assert "| T_train^same(IST) | 1.00 (1) | 1.00 (1) |" in text               # E_rel^PT: has-cat alone
+    assert "| T_train^same(IST) | 50.0 (2) | 50.0 (2) |" in text               # E_abs: both with results
+    assert "| random | T_train^same(IST) | 1, 2 | no result | first-word |" in text
+    assert "| random | T_train^same(IST) | 1, 2 | E_rel^PT: reference ≤ 0 | last-word |" in text
+    assert "| random | T_train^diff(IST) | 1, 2 | E_rel^PT: no reference | first-word |" in text
+    assert "| T_train^diff(IST) | 1.00 (1) | 1.00 (1) |" in text               # first-word: no PT; last-word: 0
+
+
 def test_each_draw_of_the_subspace_has_its_own_ist_and_reconstruction(toy, tmp_path):
     p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls", "--msf-draws", "3"))
     folders = [j.folder for j in p.jobs]
@@ -287,7 +334,7 @@ def test_a_split_of_one_kind_reports_no_separation_of_kinds():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+@needs(REAL.is_dir(), f"the real CrossFit files at {REAL}")
 def test_the_runner_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
     """The same command as `make paper DATA=… MODEL=…`, on four real tasks and a tiny local T5."""
     from conftest import tiny_t5

@@ -115,6 +115,31 @@ def test_a_malformed_task_table_is_named_with_its_line(world, tmp_path, no_model
     fails(args(world, "x", "--stage", "pt", "--task", "first-word", "--tasks-file", str(tmp_path / "tasks.txt")), match)
 
 
+def test_a_data_file_that_is_not_utf8_is_named_before_the_model_loads(world, tmp_path, no_model):
+    import shutil
+    shutil.copytree(world / "data", tmp_path / "data")
+    bad = data.task_file(tmp_path / "data", "first-word", "dev")
+    bad.write_bytes(bad.read_bytes() + "words: caf\u00e9\tcaf\u00e9\n".encode("latin-1"))
+    fails(args(world, "x", "--stage", "pt", "--task", "first-word", "--data-dir", str(tmp_path / "data")),
+          r"first-word_16_100_dev.tsv:9: not UTF-8 .*re-save the file as UTF-8")
+
+
+def test_max_input_len_that_leaves_no_room_beside_the_answer_marker_is_refused(world):
+    """A decoder-only model's inputs end with '\\nAnswer:': a cut shorter than it is an error, not
+    a negative slice."""
+    from transformers import T5Tokenizer
+    tokenizer = T5Tokenizer.from_pretrained(world / "model")
+    marker = len(tokenizer(data.CAUSAL_ANSWER, add_special_tokens=False)["input_ids"])
+    tasks = data.load_tasks(world / "tasks.txt")
+    for cut in (1, marker):
+        cfg = train.Config(data_dir=str(world / "data"), max_input_len=cut)
+        with pytest.raises(data.UserError, match=rf"--max-input-len {cut} leaves no room .*at least {marker + 1}"):
+            data.prepare(cfg, ["first-word"], tasks, tokenizer, causal=True)
+    cfg = train.Config(data_dir=str(world / "data"), max_input_len=marker + 1)
+    rows = data.prepare(cfg, ["first-word"], tasks, tokenizer, causal=True)[0]["train"]
+    assert all(len(x) == marker + 1 for x, _ in rows)
+
+
 def test_evaluate_compare_names_file_and_line(tmp_path):
     cases = {"no-test.tsv": ("task\tmetric\tdev\nfirst-word\tEM\t0.5\n", r"no-test.tsv:1: no column 'test'"),
              "bad-value.tsv": ("task\ttest\nfirst-word\t0.5\nlast-word\toops\n", r"bad-value.tsv:3: expected a number"),

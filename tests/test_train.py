@@ -15,7 +15,7 @@ import plm
 import stages
 import train
 import trainstep
-from conftest import tiny_t5
+from conftest import REAL, needs, tiny_t5
 
 WORDS = "red blue green cat dog sun moon tree fish bird".split()
 TASKS = {  # name: (metric, type, rule)
@@ -65,8 +65,8 @@ def metrics(path):
 
 @pytest.fixture(scope="module")
 def pipeline(world):
-    """pt on every task, msf on the training tasks, ist on the unseen task."""
-    train.main(args(world, "main", "--stage", "pt"))
+    """pt on every task (its checkpoint kept), msf on the training tasks, ist on the unseen task."""
+    train.main(args(world, "main", "--stage", "pt", "--keep-checkpoints"))
     train.main(args(world, "main", "--stage", "msf"))
     train.main(args(world, "main", "--stage", "ist", "--tasks-from", "test"))
     return world / "runs" / "main"
@@ -76,8 +76,11 @@ def pipeline(world):
 def test_pipeline_writes_every_output(pipeline):
     pt, msf, ist = pipeline / "pt-s100-default", pipeline / "msf-d3", pipeline / "ist-d3-s100-test"
     for stage in (pt, msf, ist):
-        for name in ("config.json", "metrics.jsonl", "results.tsv", "checkpoint.safetensors"):
+        for name in ("config.json", "metrics.jsonl", "results.tsv"):
             assert (stage / name).is_file(), stage / name
+    for stage in (msf, ist):                   # finished: only what later stages and the report read stays
+        assert not list(stage.glob("checkpoint*")), list(stage.glob("checkpoint*"))
+    assert (pt / "checkpoint.safetensors").is_file() and (pt / "checkpoint.prev.safetensors").is_file()
     assert set(results(pt / "results.tsv")) == set(TASKS)
     assert set(results(msf / "results.tsv")) == {"first-word", "last-word", "has-cat"}
     assert set(results(ist / "results.tsv")) == {"second-word"}
@@ -159,8 +162,8 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(world, monke
 def test_a_task_trains_the_same_alone_or_with_others(world):
     """Own init stream, own batches, own Adam state, own clipping: batch-mates change nothing
     but the padding, so the prompt after 40 steps agrees to float rounding."""
-    train.main(args(world, "solo", "--stage", "pt", "--task", "last-word"))
-    train.main(args(world, "many", "--stage", "pt", "--tasks-from", "train"))
+    train.main(args(world, "solo", "--stage", "pt", "--task", "last-word", "--keep-checkpoints"))
+    train.main(args(world, "many", "--stage", "pt", "--tasks-from", "train", "--keep-checkpoints"))
     solo = checkpoint.load(world / "runs" / "solo" / "pt-s100-last-word" / "checkpoint.safetensors")[0]
     many = checkpoint.load(world / "runs" / "many" / "pt-s100-train" / "checkpoint.safetensors")[0]
     k = json.loads((world / "runs" / "many" / "pt-s100-train" / "config.json").read_text())["tasks"].index("last-word")
@@ -199,20 +202,39 @@ def test_ist_and_reconstruct_use_the_msf_draw_they_name(pipeline, world):
 
 
 @pytest.mark.slow
-def test_ist_single_task_random_subspace_and_stage_two(pipeline, world):
+def test_ist_single_task_and_random_subspace(pipeline, world):
     train.main(args(world, "main", "--stage", "ist", "--task", "has-cat"))
     train.main(args(world, "main", "--stage", "ist", "--task", "has-cat", "--subspace", "random"))
     assert (pipeline / "ist-d3-s100-has-cat" / "results.tsv").is_file()
     assert (pipeline / "ist-random-d3-s100-has-cat" / "results.tsv").is_file()
-    train.main(args(world, "main", "--stage", "pt", "--tasks-from", "test", "--steps", "10",
-                    "--init-from-ist", str(pipeline / "ist-d3-s100-test")))
-    first = metrics(pipeline / "pt-from-ist-d3-s100-test" / "metrics.jsonl")[0]
-    assert first["step"] == 10
+
+
+@pytest.mark.slow
+def test_stage_two_starts_exactly_at_ist_solution(pipeline, world, monkeypatch):
+    """§4.3's stage two: PT from --init-from-ist begins at Proj_b(z_best) of that IST run, bit for
+    bit, and its evaluation of the start (step 0) scores IST's best dev score."""
+    ist = pipeline / "ist-d3-s100-test"
+    start, real = {}, stages.SETUPS["pt"]
+
+    def spy(*a, **k):
+        stage = real(*a, **k)
+        start["prompts"] = torch.stack([p.detach().clone() for p in stage.module.prompts])
+        return stage
+    monkeypatch.setitem(stages.SETUPS, "pt", spy)
+    train.main(args(world, "main", "--stage", "pt", "--tasks-from", "test", "--steps", "10", "--init-from-ist", str(ist)))
+    z, meta = checkpoint.load(ist / "z.safetensors")
+    ae, _ = stages.load_autoencoder(meta["autoencoder"])
+    assert torch.equal(start["prompts"], ae.decode(z["second-word"][None]))
+    log = metrics(pipeline / "pt-from-ist-d3-s100-test" / "metrics.jsonl")
+    assert [r["step"] for r in log] == [0, 10]
+    ist_best = max(r["dev"]["second-word"] for r in metrics(ist / "metrics.jsonl"))
+    assert log[0]["dev"]["second-word"] == ist_best
 
 
 @pytest.mark.slow
 def test_did_baseline_trains_only_its_numbers_one_task_at_a_time(world):
-    train.main(args(world, "did", "--stage", "did", "--tasks-from", "train", "--steps", "20", "--lr", "0.2"))
+    train.main(args(world, "did", "--stage", "did", "--tasks-from", "train", "--steps", "20", "--lr", "0.2",
+                    "--keep-checkpoints"))
     out = world / "runs" / "did" / "did-d3-s100-train"
     for task in ("first-word", "last-word", "has-cat"):
         tensors, _ = checkpoint.load(out / task / "checkpoint.safetensors")
@@ -291,12 +313,11 @@ def test_help_documents_every_option_with_its_default(capsys):
     assert "(default: 0.06)" in text
 
 
-REAL = data.HERE.parent / "shared" / "data" / "crossfit"
 REAL_TASKS = ["glue-sst2", "ag_news", "lama-trex", "quarel"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real CrossFit files not found at {REAL}")
+@needs(REAL.is_dir(), f"the real CrossFit files at {REAL}")
 def test_pipeline_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
     """pt -> msf -> ist (and `--task`) on real files, through the same commands as `make`."""
     texts = [ex.input + " " + " ".join(ex.references) for t in REAL_TASKS
