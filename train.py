@@ -221,9 +221,8 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
             raise UserError(f"loss is {loss} at step {step} (tasks {', '.join(names[k] for k in active[:5])}…). "
                             f"{'The checkpoint ' + str(ckpt) + ' holds the last evaluation.' if ckpt.is_file() else ''}"
                             f" Lower --lr (now {cfg.lr}) or check these tasks' data, then re-run.")
-        for g in groups:                                     # clip per group: tasks stay independent
-            if not g["done"] and cfg.clip:
-                torch.nn.utils.clip_grad_norm_([params[n] for n in g["params"]], cfg.clip)
+        if cfg.clip:                                         # clip per group: tasks stay independent
+            trainstep.clip_per_group([[params[n] for n in g["params"]] for g in groups if not g["done"]], cfg.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1

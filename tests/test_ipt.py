@@ -328,6 +328,26 @@ def test_msf_reconstruction_is_added_once_whichever_rank_has_rows(t5, monkeypatc
         torch.testing.assert_close(grads[True][n], p.grad)
 
 
+@given(sizes=st.lists(st.lists(st.integers(1, 40), min_size=0, max_size=4), min_size=1, max_size=6),
+       scale=st.floats(1e-3, 1e3), max_norm=st.floats(0.01, 10.0), seed=seeds)
+def test_clipping_every_task_at_once_is_bit_equal_to_clipping_each(sizes, scale, max_norm, seed):
+    """trainstep.clip_per_group against clip_grad_norm_ per group: the same bits, for groups of one
+    tensor (a task's prompt or z), of several (MSF, FT), and tensors without a gradient (absent tasks)."""
+    import trainstep
+    g = torch.Generator().manual_seed(seed)
+    make = lambda: [[torch.nn.Parameter(torch.zeros(n)) for n in group] for group in sizes]
+    ours, theirs = make(), make()
+    for a, b in zip((p for grp in ours for p in grp), (p for grp in theirs for p in grp)):
+        if torch.rand(1, generator=g) < 0.8:
+            a.grad = scale * torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+    trainstep.clip_per_group(ours, max_norm)
+    for group in theirs:
+        torch.nn.utils.clip_grad_norm_(group, max_norm)
+    for a, b in zip((p for grp in ours for p in grp), (p for grp in theirs for p in grp)):
+        assert (a.grad is None) == (b.grad is None) and (a.grad is None or torch.equal(a.grad, b.grad))
+
+
 def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch):
     """A device that fits at most 20 padded tokens a pass (simulated): the step is redone in
     passes of half as many tokens until it fits, with the gradient of one pass; a single row
