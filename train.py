@@ -336,6 +336,8 @@ def run(cfg):
         config = functools.cache(lambda: plm.model_config(cfg))            # read once, only when needed
         inputs = stages.read_inputs(cfg, names, lambda: config().hidden_size)
         model, tokenizer = plm.load(cfg, device, config())
+        if cfg.stage not in stages.PER_TASK and trainstep.bf16(cfg, device):   # frozen throughout: bf16 weights
+            plm.weights_in(model, torch.bfloat16)
         causal = not model.config.is_encoder_decoder
         prepared = {p["name"]: p for p in data.prepare(cfg, names, tasks, tokenizer, causal)}
         for i, (job_out, job_names) in enumerate(jobs):

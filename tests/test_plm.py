@@ -3,13 +3,13 @@ SDPA does; rank classification (--eval rank) picks the most likely class, and ag
 generation wherever generation produces one of the task's labels."""
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import data
 import ipt
 import plm
 import train
-from conftest import VOCAB, tiny_t5
+from conftest import VOCAB, tiny_llama, tiny_t5
 from test_train import WORDS, args
 
 
@@ -100,3 +100,35 @@ def test_rank_classification_agrees_with_generation_where_generation_is_a_label(
     test = prepared[0]["test"]
     assert plm.score_tasks(cfg, model, tokenizer, no_prompt, prepared, [0], "test")[0] == pytest.approx(
         sum(r in refs for r, (_, refs) in zip(ranked, test)) / len(test))
+
+
+@pytest.mark.parametrize("kind", ["t5", "t5-untied", "llama"])
+@settings(max_examples=5, deadline=None)                               # bf16 on a CPU without AMX is slow
+@given(seed=st.integers(0, 2**16), rows=st.integers(1, 4), T=st.integers(1, 8), L=st.integers(1, 4))
+def test_bf16_weights_compute_what_bf16_autocast_computes(kind, seed, rows, T, L):
+    """plm.weights_in: the frozen model's linear weights held in bf16 give, under bf16 autocast, the
+    same losses, prompt gradients and generations as fp32 weights cast by autocast, bit for bit."""
+    from transformers import T5ForConditionalGeneration
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (rows, T), generator=g)
+    mask = (torch.arange(T)[None] < torch.randint(1, T + 1, (rows, 1), generator=g)).long()
+    labels = torch.randint(3, VOCAB, (rows, L), generator=g)
+    labels[torch.arange(L)[None] >= torch.randint(1, L + 1, (rows, 1), generator=g)] = ipt.IGNORE
+    out = []
+    for cast in (False, True):
+        model = tiny_llama() if kind == "llama" else tiny_t5()
+        if kind == "t5-untied":
+            torch.manual_seed(0)
+            model = T5ForConditionalGeneration(model.config.__class__(**{**model.config.to_dict(),
+                                                                         "tie_word_embeddings": False}))
+        model = ipt.freeze(plm.one_mask(model))
+        if cast:
+            plm.weights_in(model, torch.bfloat16)
+            assert model.get_input_embeddings().weight.dtype == torch.float32
+        prompt = torch.randn(rows, 3, 16, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses = ipt.token_losses(model, prompt, ids, mask, labels)
+            losses.sum().backward()
+            out.append((losses.detach(), prompt.grad, ipt.generate(model, prompt.detach(), ids, mask, max_new_tokens=3)))
+    (a, ga, ia), (b, gb, ib) = out
+    assert torch.equal(a, b) and torch.equal(ga, gb) and torch.equal(ia, ib)
