@@ -397,6 +397,9 @@ def pretrain(world, tokenizer, root):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        if bar.disable and (step + 1) % 500 == 0:          # no terminal (make demo > log): a plain line
+            print(f"pretraining the world's T5: step {step + 1}/{cfg.pretrain_steps}, loss {loss.item():.3f}, "
+                  f"{time.time() - started:.0f} s", flush=True)
     t5.eval()
     t5.save_pretrained(root / "model")
     checkpoint.save(root / "conditioner.safetensors", cond.state_dict())

@@ -1,0 +1,26 @@
+"""The README names only what exists: every `make` target it shows is in the Makefile, every file
+or folder it names is in the repository, and no number is left to fill in."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_make_target_the_readme_names_exists():
+    targets = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    named = set(re.findall(r"\bmake ([a-z][\w-]*)", README))
+    assert named and named <= targets, named - targets
+
+
+def test_every_file_the_readme_names_exists():
+    named = set(re.findall(r"`([\w./-]+\.(?:py|md|txt|png))`", README)) | set(re.findall(r"\]\(([\w./-]+)\)", README))
+    named |= {f for f in re.findall(r"`([\w-]+/)`", README)}
+    own = {n for n in named if not n.startswith(("runs/", "../", "tasks/", "adapters/"))}
+    assert own, "the README names no file"
+    missing = sorted(n for n in own if not (ROOT / n).exists())
+    assert not missing, missing
+
+
+def test_no_placeholder_is_left():
+    assert not re.findall(r"\b[A-Z]{3,}_[A-Z_]{3,}\b", README)
