@@ -17,7 +17,7 @@ PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN)) $(VARIANT)
 
 SMOL  := .venv/.smollm2
-.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle
+.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle gpu-check
 
 $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
@@ -66,3 +66,6 @@ ist: $(VENV)           ## tune DIM numbers per task: seen tasks (same data), the
 
 bench: $(VENV)         ## the whole procedure per task (the authors') vs multi-task: ratio, parts, FLOP/s, padding
 	$(PY) bench.py
+
+gpu-check: $(VENV)     ## the device check: step parts, each optimisation's gain, fraction of peak (on a device: python3 gpucheck.py --out $$OUT)
+	$(PY) gpucheck.py $(ARGS)

@@ -217,21 +217,32 @@ def main(argv=None):
         bench(args, shape, device)
 
 
-def bench(args, shape, device):
-    n = args.tasks or {"tiny": 20, "base": 4}[shape]
-    steps = args.steps or {"tiny": 20, "base": 4}[shape]
-    data_dir, names, tasks, source = tasks_and_data(n, Path(args.data_dir))
-    cfg = train.Config(data_dir=str(data_dir), prompt_len=args.prompt_len, batch_size=args.rows, steps=steps,
-                       eval_every=args.eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
-                       max_test=args.max_test, lr=0.3, eval_batch_size=256, eval=args.eval, precision=args.precision,
-                       tokens_per_forward={"tiny": 2048, "base": 0}[shape] if args.tokens_per_forward < 0 else args.tokens_per_forward,
-                       device=str(device))
+def workload(shape, n, rows, steps, prompt_len, max_test, data_dir, device, precision, tokens_per_forward,
+             eval="generate", eval_every=0):
+    """n tasks' prepared rows (real files, else the world's; repeated tasks train as distinct ones), a
+    tokenizer made from them, a frozen T5 of `shape` and the run's Config -> (cfg, model, tokenizer,
+    prepared, where the tasks come from). bench.py's and gpucheck.py's."""
+    data_dir, names, tasks, source = tasks_and_data(n, Path(data_dir))
+    cfg = train.Config(data_dir=str(data_dir), prompt_len=prompt_len, batch_size=rows, steps=steps,
+                       eval_every=eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
+                       max_test=max_test, lr=0.3, eval_batch_size=256, eval=eval, precision=precision,
+                       tokens_per_forward=tokens_per_forward, device=str(device))
     texts = [ex.input for name in dict.fromkeys(names) for ex in data.read_examples(data.task_file(data_dir, name, "train"))]
     tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
     model = frozen_t5(shape, len(tokenizer), device)
     prepared = data.prepare(cfg, list(dict.fromkeys(names)), tasks, tokenizer)
     prepared = [{**prepared[[q["name"] for q in prepared].index(name)], "name": f"{name}#{i}"}
-                for i, name in enumerate(names)]                          # repeated tasks train as distinct ones
+                for i, name in enumerate(names)]
+    return cfg, model, tokenizer, prepared, source
+
+
+def bench(args, shape, device):
+    n = args.tasks or {"tiny": 20, "base": 4}[shape]
+    steps = args.steps or {"tiny": 20, "base": 4}[shape]
+    cfg, model, tokenizer, prepared, source = workload(
+        shape, n, args.rows, steps, args.prompt_len, args.max_test, args.data_dir, device, args.precision,
+        {"tiny": 2048, "base": 0}[shape] if args.tokens_per_forward < 0 else args.tokens_per_forward,
+        args.eval, args.eval_every)
     print(f"\n{shape} T5 ({sum(q.numel() for q in model.parameters()) / 1e6:.1f}M frozen parameters) on {device}"
           f"{'' if device.type == 'cuda' else f' ({torch.get_num_threads()} threads)'}: {n} tasks from {source}; "
           f"{steps} steps × {args.rows} rows a task, dev every {cfg.eval_every}, test ≤ {args.max_test} rows a task; "
