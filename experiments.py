@@ -12,6 +12,7 @@ Under --run (default runs/paper):
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
   <split>/reconstruct-d<d>-…/            its reconstruction of the held-out tasks' own PT prompts,
   <split>/ist-d<d>-…/                    IST on seen tasks (same data, and resampled: seed 21) and held-out ones
+  <split>/ist-pca-d<d>-…/                beyond the paper: IST through the PT prompts' linear span (--no-linear: not)
   <split>/msf-d<d>-seed<N>/, …-msf<N>/ --msf-draws: more draws of the subspace, each with its own users
   random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task (one draw per seed)
   did/did-d<d>-…/<task>/               the DID baseline (did.py) on every held-out task, at --did-dims
@@ -161,6 +162,11 @@ def plan(args):
                                           "--data-seed", RESAMPLED_SEED, "--tasks-from", "train", *drawn)))
             p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
                         Cell(s, "T_train^same(IST)", d, same, sections["train"])]
+            if args.linear:                 # beyond the paper: IST through the PT prompts' linear span (linear.py)
+                pca = p.add(job(*where, "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", d, "--steps",
+                                args.ist_steps, "--tasks-from", ",".join(["train", *held]), *store))
+                p.cells += [Cell(s, "T_train^same(PCA)", d, [pca], sections["train"])]
+                p.cells += [Cell(s, heldout_label(sec, "PCA"), d, [pca], sections[sec]) for sec in held]
             p.cells += [Cell(s, "T_train^diff(IST)", d, diff, sections["train"])] if diff else []
             for sec in held:
                 p.cells += [Cell(s, heldout_label(sec, "MSF"), d, rec, sections[sec]),
@@ -287,6 +293,8 @@ def parser():
     p.add_argument("--resampled", action=argparse.BooleanOptionalAction, default=True,
                    help="T_train^diff(IST): IST on another K-shot sample of the training tasks")
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
+    p.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True,
+                   help="beyond the paper: IST through the linear span of the training prompts (--subspace pca)")
     p.add_argument("--random-draws", type=int, default=0, help="draws of the random subspace's Proj_b, averaged "
                                                                 "(default 3; 1 in the demo)")
     p.add_argument("--msf-draws", type=int, default=1, help="draws of the MSF subspace (seeds 42, 43, …), each "
@@ -338,6 +346,7 @@ def presets(args, p):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
+        args.linear = False
         # ≤ 15 min from a fresh clone on 2 cores: no DID (a fresh PLM per task), one draw of the
         # random subspace, four d_I around the random split's planted 4 (README: the times)
         args.did_dims = args.did_dims or "none"

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt                       # noqa: E402  (after the b
 
 plt.rcParams["legend.handlelength"] = 3.5             # legend lines long enough to show dashed from dotted
 
-STYLE = {"MSF": ("tab:blue", "o"), "IST": ("tab:red", "s"), "random": ("tab:grey", "x"), "DID": ("tab:green", "^")}
+STYLE = {"MSF": ("tab:blue", "o"), "IST": ("tab:red", "s"), "random": ("tab:grey", "x"), "DID": ("tab:green", "^"),
+         "PCA": ("tab:purple", "D")}
 
 
 def curve(rows, split, challenge, xs, key):

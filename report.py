@@ -187,6 +187,11 @@ def findings(rows, p, st=None):
     out = [f"Baselines, {split} split, {held} at d_I = {d}: IST {f(val(split, held + '(IST)', d))}, random subspace "
            f"{f(val(split, held + '(random)', d))}, DID {f(val(split, held + '(DID)', d))}."
            for d in p.meta["dims"] if lookup(rows, split, held + "(DID)", d)]
+    linear = [d for d in p.meta["dims"] if lookup(rows, split, held + "(PCA)", d)]
+    if linear:
+        out.append(f"Linear subspace (PCA of the training prompts) against MSF's, {split} split, {held}(IST) at d_I = "
+                   + ", ".join(f"{d}: {f(val(split, held + '(PCA)', d))} / {f(val(split, held + '(IST)', d))}"
+                               for d in linear) + " (PCA / MSF).")
     if "fractions" in p.meta:
         pcts = p.meta["fractions"]["percent"]
         out += [f"Fig. 5, T_test(IST) at d_I = {d}: " + " → ".join(

@@ -5,6 +5,7 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   msf   §3.2  the autoencoder only, over the training tasks' PT prompts -> autoencoder.safetensors
   ist   §3.2  z only (d_I numbers a task); Proj_b and the PLM frozen -> z.safetensors
         --subspace random: the same with an untrained Proj_b (the paper's random-subspace baseline)
+        --subspace pca: through P̄ + U z, the training prompts' linear span (linear.py; beyond the paper)
   reconstruct §4.1  nothing trains: the MSF autoencoder applied to tasks' own PT prompts, scored
         (T_test(MSF) on held-out tasks: how well it reconstructs prompts it never saw)
   ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
@@ -26,6 +27,7 @@ import checkpoint
 import data
 import did
 import ipt
+import linear
 from data import UserError
 
 
@@ -46,7 +48,7 @@ def stage_dir(cfg):
     if cfg.stage == "reconstruct":
         return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
     if cfg.stage == "ist":
-        kind = "ist" if cfg.subspace == "msf" else "ist-random"
+        kind = {"msf": "ist", "random": "ist-random", "pca": "ist-pca"}[cfg.subspace]
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
     if cfg.init_from_ist or cfg.init_from_peft:
         source = Path(cfg.init_from_ist or cfg.init_from_peft).name
@@ -91,8 +93,8 @@ def load_ist_solution(ist_dir, names):
     if not path.is_file():
         raise UserError(f"no finished IST run at {ist_dir} (no z.safetensors)")
     z, meta = checkpoint.load(path, f"run that IST stage again: delete {ist_dir} and re-run it")
-    if meta["autoencoder"] == "random":
-        raise UserError("stage two starts from an IST run in the MSF subspace, not the random one")
+    if meta["autoencoder"] in ("random", "pca"):
+        raise UserError(f"stage two starts from an IST run in the MSF subspace, not the {meta['autoencoder']} one")
     missing = [n for n in names if n not in z]
     if missing:
         raise UserError(f"{ist_dir} has no z for {', '.join(missing)}")
@@ -132,6 +134,20 @@ def read_inputs(cfg, names, d_model):
             if cfg.z_init == "mean":
                 with torch.no_grad():
                     inputs["codes"] = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
+    if cfg.stage == "ist" and cfg.subspace == "pca":             # the split's training tasks' PT prompts
+        train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
+        store = prompt_store(cfg)
+        missing = [n for n in train if not (store / f"{n}.safetensors").is_file()]
+        if missing:
+            raise UserError(f"the linear subspace is the span of the training tasks' PT prompts; {len(missing)} "
+                            f"missing in {store}: {', '.join(missing)}\nMake them first (make pt)")
+        prompts = load_prompts(store, train)
+        check_shape(f"the PT prompts in {store}", prompts.shape[1:], cfg, d_model)
+        try:
+            inputs["autoencoder"] = linear.LinearSubspace(prompts, cfg.intrinsic_dim)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        inputs["source"] = "pca"
     if cfg.stage == "pt" and cfg.init_from_ist:
         z, ae = load_ist_solution(cfg.init_from_ist, names)
         check_shape(cfg.init_from_ist, (ae.P, ae.H), cfg, d_model)

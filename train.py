@@ -60,7 +60,8 @@ class Config:
     intrinsic_dim: int = opt(5, "d_I; the paper's headline numbers are at 5")
     ae_hidden: int = opt(0, "d'_I, Proj_b's hidden size; 0: d_model (the authors' 768 for BART-base)")
     alpha: float = opt(1.0, "α of Eq. MSF for our mean-reduced losses (≈ the authors' 200 on token sums)")
-    subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline)")
+    subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline) | pca (the "
+                               "training tasks' PT prompts' mean and top principal directions: linear.py)")
     msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
                                              "(another draw of the subspace; writes …-msf<N> folders)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
@@ -98,7 +99,7 @@ class Config:
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random"), "prompt_init": ("normal", "vocab", "labels"),
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca"), "prompt_init": ("normal", "vocab", "labels"),
                    "z_init": ("normal", "zeros", "mean")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -115,7 +116,7 @@ class Config:
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.stage == "reconstruct" and self.subspace != "msf":
-            raise UserError("--stage reconstruct applies the MSF autoencoder; --subspace random has none")
+            raise UserError(f"--stage reconstruct applies the MSF autoencoder; --subspace {self.subspace} has none")
         if self.msf_seed != stages.DEFAULT_SEED and (self.stage not in ("ist", "reconstruct") or self.subspace != "msf"):
             raise UserError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
         if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":

@@ -59,6 +59,13 @@ def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
     draws = next(c for c in p.cells if c.challenge == "T_test(random)" and c.dim == 1).jobs
     assert [option(j, "--seed") for j in draws] == [None, "43", "44"] and len({j.folder for j in draws}) == 3
     assert {c.dim for c in p.cells if "(DID)" in c.challenge} == {2}
+    # beyond the paper: IST through the linear span of the training prompts, seen and held-out tasks alike
+    assert {("random", "T_train^same(PCA)"), ("random", "T_test(PCA)"), ("cls", "T_test^in(PCA)"),
+            ("cls", "T_test^out(PCA)")} <= got
+    pca = next(c for c in p.cells if c.challenge == "T_test(PCA)" and c.dim == 2).jobs[0]
+    assert option(pca, "--subspace") == "pca" and option(pca, "--prompt-store") == str(tmp_path / "prompts-s100")
+    assert not any("(PCA)" in c.challenge for c in experiments.plan(toy_args(toy, tmp_path, "--splits", "random",
+                                                                             "--no-linear")).cells)
 
 
 def option(job, flag):

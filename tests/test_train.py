@@ -210,6 +210,21 @@ def test_ist_single_task_and_random_subspace(pipeline, world):
 
 
 @pytest.mark.slow
+def test_ist_through_the_linear_span_of_the_training_prompts(pipeline, world):
+    """--subspace pca: P̄ + U z from the split's training tasks' PT prompts; only z trains; stage two
+    starts from the MSF subspace only."""
+    train.main(args(world, "main", "--stage", "ist", "--subspace", "pca", "--tasks-from", "train,test"))
+    out = pipeline / "ist-pca-d3-s100-train+test"
+    assert set(results(out / "results.tsv")) == set(TASKS)
+    z, meta = checkpoint.load(out / "z.safetensors")
+    assert meta["autoencoder"] == "pca" and z["second-word"].shape == (3,)
+    with pytest.raises(SystemExit, match="not the pca one"):
+        train.main(args(world, "main", "--stage", "pt", "--task", "second-word", "--init-from-ist", str(out)))
+    with pytest.raises(SystemExit, match="at most 3 directions"):                # 3 training tasks
+        train.main(args(world, "main", "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", "4"))
+
+
+@pytest.mark.slow
 def test_stage_two_starts_exactly_at_ist_solution(pipeline, world, monkeypatch):
     """§4.3's stage two: PT from --init-from-ist begins at Proj_b(z_best) of that IST run, bit for
     bit, and its evaluation of the start (step 0) scores IST's best dev score."""
