@@ -30,6 +30,11 @@ AMD | Intel, then draw 1 AMD | Intel:
   Table 4 std ×100: PT, IST, stage two   2.30/1.44/1.85 | 2.28/1.50/2.51  2.78/2.42/2.65 | 2.39/1.56/2.64
   Table 4 E_rel^PT of stage two          – | 0.99                         – | 1.01
 
+World v9 ships that AMD build's model (shipped/), so every machine starts from its weights; the grid
+from it on the AMD EPYC (2026-12-03, report of `make paper`'s folders) gave the AMD numbers above
+again, and the step into the planted dimension less the step after it: random 0.125, non-cls 0.107,
+cls 0.151. KNEE keeps about half of the smallest (and of v8's weakest curve, 0.08).
+
 Each bound keeps about half of the smaller measured gap. The knee: 11 of the 12 curves step 0.12 or
 more at the planted dimension, the twelfth (Intel, draw 0, cls) +0.08. Not asserted, because they do
 not hold on every build: Fig. 4's separation in the two components drawn (z's largest spread is θ's;
