@@ -75,7 +75,7 @@ BAD_OPTIONS = [
     (["--warmup", "1.5"], r"--warmup must be in \[0, 1\), got 1.5"),
     (["--label-smoothing", "-0.1"], r"--label-smoothing must be in \[0, 1\)"),
     (["--stage", "pq"], r"unknown --stage 'pq': choose pt, msf, ist, reconstruct, ft"),
-    (["--subspace", "pca"], r"unknown --subspace 'pca': choose msf, random"),
+    (["--subspace", "lda"], r"unknown --subspace .lda.: choose msf, random, pca"),
     (["--z-init", "ones"], r"unknown --z-init 'ones': choose normal, zeros, mean"),
     (["--prompt-init", "text"], r"unknown --prompt-init 'text'"),
     (["--optimizer", "sgd"], r"unknown --optimizer .sgd.: choose adamw, adafactor"),
