@@ -124,13 +124,14 @@ def task_file(data_dir, task, split, k=16, seed=100):
     return Path(data_dir) / task / f"{task}_{k}_{seed}_{split}.tsv"
 
 
-def read_examples(path):
-    """One Example per line; a missing, empty or malformed file raises DataError naming file:line."""
+def read_examples(path, raw=None):
+    """One Example per line; a missing, empty or malformed file raises DataError naming file:line.
+    raw: the file's bytes when already read."""
     path = Path(path)
-    if not path.is_file():
+    if raw is None and not path.is_file():
         raise DataError(f"missing data file {path}")
     examples = []
-    for number, raw in enumerate(path.read_bytes().splitlines(keepends=True), 1):
+    for number, raw in enumerate((path.read_bytes() if raw is None else raw).splitlines(keepends=True), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -164,10 +165,14 @@ def missing_tasks(data_dir, names, k=16, seed=100):
 
 def fingerprint(data_dir, task, k=16, seed=100):
     """SHA-256 of a task's train, dev and test files for this seed: a resumed run checks that its
-    data did not change under it."""
+    data did not change under it. Each file is parsed from the same bytes, so a damaged one is
+    named (DataError, file:line) here, before any model loads."""
     h = hashlib.sha256()
     for split in SPLIT_FILES:
-        h.update(task_file(data_dir, task, split, k, seed).read_bytes())
+        path = task_file(data_dir, task, split, k, seed)
+        raw = path.read_bytes()
+        read_examples(path, raw)
+        h.update(raw)
         h.update(b"\0")
     return h.hexdigest()[:16]
 

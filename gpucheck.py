@@ -10,8 +10,7 @@ cut off keeps every part it finished):
      task, unfused AdamW, one pass): its time and its largest loss and gradient difference. Those in
      train.py (bf16 weights, clipping at once) and candidates not yet there (fused AdamW, passes under
      a token budget) are marked as such;
-  3. generation: rows and tokens/s of dev generation (HF generate; a hand-written decoder is not
-     built yet);
+  3. generation: rows/s of dev generation (HF generate; a hand-written decoder is not built yet);
   4. with --ratio, bench.py's whole-procedure ratio, per task against multi-task.
 
     python3 gpucheck.py --out "$OUT"                                   # on the device: T5-base shape, 100 × 8
@@ -137,7 +136,7 @@ def attention_kernels(cfg, model, stage, prepared, tokenizer, device):
 
 
 def generation(cfg, model, tokenizer, prepared, device):
-    """Dev generation of every task (HF generate, greedy): rows/s and new tokens/s."""
+    """Dev generation of every task (HF generate, greedy): rows and rows/s."""
     rows = sum(len(p["dev"]) for p in prepared)
     with Timer(device) as t, trainstep.autocast(cfg, device):
         plm.score_tasks(cfg, model, tokenizer, lambda idx: None, prepared, range(len(prepared)), "dev")

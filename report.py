@@ -46,12 +46,11 @@ def left_out(rows):
     """Every task a finished cell's numbers leave out, and why: no result (no data, trained under
     --allow-missing), E_rel's reference ≤ 0 (excluded: no fraction of it can be recovered), or no
     reference score (unmatched). Cells that leave out the same tasks share a line."""
-    why = {}
+    why, why_not = {}, {"excluded": "reference ≤ 0", "unmatched": "no reference"}
     for r in rows:
         if r["missing"]:
             continue
         c = r["cell"]
-        why_not = {"excluded": "reference ≤ 0", "unmatched": "no reference"}
         reasons = [("no result", r["absent"])] + [(f"E_rel^{ref}: {why_not[kind]}", r[f"left_out_{ref}"].get(kind, []))
                                                   for ref in ("PT", "FT") for kind in why_not]
         for reason, tasks in reasons:
@@ -272,7 +271,7 @@ def write(p, out, seconds=None):
     if missing:
         lines += ["## Missing runs", "", "These stages have not finished; their cells say 'missing'. Each command makes one "
                   "(or run the whole plan again: finished stages are skipped):", ""]
-        lines += [f"    {j.command()}" + (f"    # {j.progress()}" if j.progress() else "") for j in missing] + [""]
+        lines += [f"    {j.command()}" + (f"    # {note}" if (note := j.progress()) else "") for j in missing] + [""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return summary

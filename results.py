@@ -17,7 +17,8 @@ import evaluate
 
 def scores_of(job):
     """{task: test score} of a finished stage folder, or None when it has not run."""
-    return job.results() if job and job.done() else None
+    got = job.results() if job else None                  # one read of its files
+    return got if got is not None and len(got) == len(job.tasks) else None
 
 
 def numbers(p):

@@ -324,9 +324,7 @@ def run(cfg):
     names, missing = planned_tasks(cfg, tasks)
     cfg.lr = cfg.lr or STAGE_LR[cfg.stage]
     out = stages.stage_dir(cfg)
-    fingerprints = {n: data.fingerprint(cfg.data_dir, n, cfg.k, cfg.data_seed) for n in names}
-    for n in names:                                         # a damaged file is named before any model loads
-        data.load_task_data(cfg.data_dir, n, cfg.k, cfg.data_seed)
+    fingerprints = {n: data.fingerprint(cfg.data_dir, n, cfg.k, cfg.data_seed) for n in names}   # and parsed
     note = f"# missing (no data, not trained): {', '.join(missing)}" if missing else ""
     # ft and did change the PLM: a fresh one per task; every other stage trains its tasks in one loop
     jobs = [(out / n, [n]) for n in names] if cfg.stage in stages.PER_TASK else [(out, names)]

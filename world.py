@@ -260,10 +260,11 @@ def build(cfg=WorldConfig(), root=None, rebuild=False):
         tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model",
                                          whole_words=world.whole_words())
         report = {**pretrain(world, tokenizer, tmp), "weights": f"pretrained here ({cpu()})"}
-    if source and data_hash(tmp) != report["data"]:
+    written = data_hash(tmp)
+    if source and written != report["data"]:
         print(f"warning: this machine wrote other task files than those the shipped model was built beside "
-              f"(data {data_hash(tmp)}, shipped {report['data']}): its numbers will differ from the README's")
-    report["data"] = data_hash(tmp)
+              f"(data {written}, shipped {report['data']}): its numbers will differ from the README's")
+    report["data"] = written
     (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
                                                 "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
                                                           for n, k, c, th in world.tasks}}, indent=1))
