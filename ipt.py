@@ -189,7 +189,7 @@ def init_class_labels(embedding, label_token_ids, P, generator):
     return torch.stack(rows).detach().clone()                          # (P, H)
 
 
-def _gather(make, task_idx):
+def gather_per_row(make, task_idx):
     """Build the prompt of each distinct task once, then index it per row.
     make: LongTensor [U] of task ids -> [U, P, H]; task_idx [B] -> [B, P, H]."""
     tasks, row_to_task = task_idx.unique(return_inverse=True)
@@ -204,7 +204,7 @@ class SoftPrompts(nn.Module):
         self.prompts = nn.ParameterList(nn.Parameter(p.clone()) for p in init)
 
     def forward(self, task_idx):                                       # (B,) -> (B, P, H)
-        return _gather(lambda ts: torch.stack([self.prompts[t] for t in ts.tolist()]), task_idx)
+        return gather_per_row(lambda ts: torch.stack([self.prompts[t] for t in ts.tolist()]), task_idx)
 
 
 # -----------------------------------------------------------------------------
@@ -241,7 +241,7 @@ class ReconstructedPrompts(nn.Module):
         self.register_buffer("pt_prompts", pt_prompts.detach().clone(), persistent=False)
 
     def forward(self, task_idx):                                       # (B,) -> (B, P, H)
-        return _gather(lambda ts: self.autoencoder(self.pt_prompts[ts]), task_idx)
+        return gather_per_row(lambda ts: self.autoencoder(self.pt_prompts[ts]), task_idx)
 
     def reconstruction_error(self, tasks):                             # mean ‖P̂ − P‖² per element
         target = self.pt_prompts[tasks]
@@ -272,7 +272,7 @@ class IntrinsicPrompts(nn.Module):
         self.z = nn.ParameterList(nn.Parameter(z.clone()) for z in z_init)
 
     def forward(self, task_idx):                                       # (B,) -> (B, P, H)
-        return _gather(lambda ts: self.autoencoder.decode(torch.stack([self.z[t] for t in ts.tolist()])),
+        return gather_per_row(lambda ts: self.autoencoder.decode(torch.stack([self.z[t] for t in ts.tolist()])),
                        task_idx)
 
 

@@ -6,6 +6,8 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   ist   §3.2  z only (d_I numbers a task); Proj_b and the PLM frozen -> z.safetensors
         --subspace random: the same with an untrained Proj_b (the paper's random-subspace baseline)
         --subspace pca: through P̄ + U z, the training prompts' linear span (linear.py; beyond the paper)
+        --subspace mpt: through P* ⊙ (u vᵀ), z = [u; v], P* from the mpt stage (mpt.py; beyond the paper)
+  mpt         MPT's source: a shared P* and each training task's u, v  -> shared_prompt.safetensors
   reconstruct §4.1  nothing trains: the MSF autoencoder applied to tasks' own PT prompts, scored
         (T_test(MSF) on held-out tasks: how well it reconstructs prompts it never saw)
   ft          full fine-tuning, the baseline of E_rel^FT (one task at a time: each needs its own PLM)
@@ -14,6 +16,8 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   untuned     the reference P = 0: the frozen PLM with no prompt, scored; nothing trains
   pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
   pt --init-from-peft DIR  PT started from PEFT prompt-tuning adapters (DIR/<task>/, or DIR with --task)
+  pt --transfer mean|nearest   SPoT: PT started from the training tasks' mean prompt, or from the
+              prompt of the nearest training task (transfer.py; beyond the paper)
 
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
 before the PLM, so a missing or damaged file is reported in a second.
@@ -28,6 +32,8 @@ import data
 import did
 import ipt
 import linear
+import mpt
+import transfer
 from data import UserError
 
 
@@ -41,15 +47,19 @@ def stage_dir(cfg):
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
     seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
     draw = f"-msf{cfg.msf_seed}" if cfg.msf_seed != DEFAULT_SEED else ""
-    if cfg.stage == "msf":
-        return run / f"msf-d{cfg.intrinsic_dim}{seed}"
+    if cfg.stage in ("msf", "mpt"):
+        return run / (f"msf-d{cfg.intrinsic_dim}{seed}" if cfg.stage == "msf" else f"mpt{seed}")
     if cfg.stage == "did":
         return run / f"did-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}"
     if cfg.stage == "reconstruct":
         return run / f"reconstruct-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
+    if cfg.stage == "ist" and cfg.subspace == "mpt":                  # P + H numbers a task, whatever d_I
+        return run / f"ist-mpt-s{cfg.data_seed}-{selection}{seed}"
     if cfg.stage == "ist":
         kind = {"msf": "ist", "random": "ist-random", "pca": "ist-pca"}[cfg.subspace]
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
+    if cfg.transfer:
+        return run / f"pt-transfer-{cfg.transfer}-s{cfg.data_seed}-{selection}{seed}"
     if cfg.init_from_ist or cfg.init_from_peft:
         source = Path(cfg.init_from_ist or cfg.init_from_peft).name
         return run / f"pt-from-{source}{'' if source.endswith(seed) else seed}"
@@ -93,8 +103,9 @@ def load_ist_solution(ist_dir, names):
     if not path.is_file():
         raise UserError(f"no finished IST run at {ist_dir} (no z.safetensors)")
     z, meta = checkpoint.load(path, f"run that IST stage again: delete {ist_dir} and re-run it")
-    if meta["autoencoder"] in ("random", "pca"):
-        raise UserError(f"stage two starts from an IST run in the MSF subspace, not the {meta['autoencoder']} one")
+    if meta["autoencoder"] in ("random", "pca", "mpt"):
+        raise UserError(f"{ist_dir}: stage two and --transfer nearest read an IST run in the MSF subspace, not "
+                        f"the {meta['autoencoder']} one")
     missing = [n for n in names if n not in z]
     if missing:
         raise UserError(f"{ist_dir} has no z for {', '.join(missing)}")
@@ -135,19 +146,35 @@ def read_inputs(cfg, names, d_model):
                 with torch.no_grad():
                     inputs["codes"] = ae.encode(load_prompts(meta["prompts"], meta["tasks"]))
     if cfg.stage == "ist" and cfg.subspace == "pca":             # the split's training tasks' PT prompts
-        train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
-        store = prompt_store(cfg)
-        missing = [n for n in train if not (store / f"{n}.safetensors").is_file()]
-        if missing:
-            raise UserError(f"the linear subspace is the span of the training tasks' PT prompts; {len(missing)} "
-                            f"missing in {store}: {', '.join(missing)}\nMake them first (make pt)")
-        prompts = load_prompts(store, train)
-        check_shape(f"the PT prompts in {store}", prompts.shape[1:], cfg, d_model)
+        _, prompts = training_prompts(cfg, d_model, "the linear subspace is the span of the training tasks' PT prompts")
         try:
             inputs["autoencoder"] = linear.LinearSubspace(prompts, cfg.intrinsic_dim)
         except ValueError as e:
             raise UserError(str(e)) from None
         inputs["source"] = "pca"
+    if cfg.stage == "mpt":                                       # P* starts at the training prompts' mean
+        _, prompts = training_prompts(cfg, d_model, "MPT's shared prompt starts at the training tasks' mean PT prompt")
+        inputs["shared"] = prompts.mean(0)
+    if cfg.stage == "ist" and cfg.subspace == "mpt":
+        source = stage_dir(replace(cfg, stage="mpt", subspace="msf", tasks_from="", task="", seed=DEFAULT_SEED))
+        path = source / "shared_prompt.safetensors"
+        if not path.is_file():
+            raise UserError(f"no MPT shared prompt at {path}: make it with python train.py --stage mpt --run {cfg.run} "
+                            f"--split {cfg.split}")
+        shared, _ = checkpoint.load(path, f"train it again: delete {source} and re-run the mpt stage")
+        check_shape(str(source), shared["shared"].shape, cfg, d_model)
+        inputs["autoencoder"], inputs["source"] = mpt.RankOne(shared["shared"]), "mpt"
+    if cfg.stage == "pt" and cfg.transfer:
+        train, prompts = training_prompts(cfg, d_model, "transfer starts from the training tasks' PT prompts")
+        if cfg.transfer == "mean":
+            inputs["init"] = transfer.mean_start(prompts, len(names))
+            inputs["sources"] = [(f"mean of {len(train)} training prompts", "")] * len(names)
+        else:
+            z, ae = load_ist_solution(cfg.similar_by, names)
+            with torch.no_grad():
+                index, cosine = transfer.nearest(z, ae.encode(prompts), torch.tensor([[t == n for t in train] for n in names]))
+            inputs["init"] = prompts[index]
+            inputs["sources"] = [(train[i], f"{c:.4f}") for i, c in zip(index.tolist(), cosine.tolist())]
     if cfg.stage == "pt" and cfg.init_from_ist:
         z, ae = load_ist_solution(cfg.init_from_ist, names)
         check_shape(cfg.init_from_ist, (ae.P, ae.H), cfg, d_model)
@@ -157,6 +184,18 @@ def read_inputs(cfg, names, d_model):
         inputs["init"] = torch.stack([checkpoint.read_peft(peft_folder(cfg.init_from_peft, n)) for n in names])
         check_shape(cfg.init_from_peft, inputs["init"].shape[1:], cfg, d_model)
     return inputs
+
+
+def training_prompts(cfg, d_model, why):
+    """The PT prompts of the split's training tasks, from the prompt store -> (names, (K, P, H))."""
+    train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
+    store = prompt_store(cfg)
+    missing = [n for n in train if not (store / f"{n}.safetensors").is_file()]
+    if missing:
+        raise UserError(f"{why}; {len(missing)} missing in {store}: {', '.join(missing)}\nMake them first (make pt)")
+    prompts = load_prompts(store, train)
+    check_shape(f"the PT prompts in {store}", prompts.shape[1:], cfg, d_model)
+    return train, prompts
 
 
 def peft_folder(root, task):
@@ -188,10 +227,11 @@ def per_task_groups(names, prefix):
     return [([k], [f"{prefix}.{k}"]) for k in range(len(names))]
 
 
-def setup_pt(cfg, plm, tokenizer, names, prepared, init=None):
+def setup_pt(cfg, plm, tokenizer, names, prepared, init=None, sources=None):
     """PT: K soft prompts train; loss = Σ_k L_LM(task k); saves each task's best prompt.
-    init (K, P, H): given starting prompts (§4.3 stage two's Proj_b(z), or PEFT adapters), scored
-    before the first step: its dev score at step 0 is where the run starts."""
+    init (K, P, H): given starting prompts (§4.3 stage two's Proj_b(z), PEFT adapters, or --transfer's),
+    scored before the first step: its dev score at step 0 is where the run starts. sources: where
+    --transfer took each task's start from (written to transfer.tsv)."""
     given = init is not None
     emb, H = plm.get_input_embeddings().weight.detach().cpu(), plm.config.hidden_size
     gs = [data.task_generator(cfg.seed, n) for n in names]
@@ -208,6 +248,9 @@ def setup_pt(cfg, plm, tokenizer, names, prepared, init=None):
         for k, name in enumerate(names):
             checkpoint.save(prompt_store(cfg) / f"{name}.safetensors",
                             {"prompt": state[f"prompts.{k}"]}, task=name, source=str(out))
+        if sources:
+            checkpoint.write_text(out / "transfer.tsv", "task\tstarted from\tcosine\n" + "".join(
+                f"{n}\t{src}\t{cos}\n" for n, (src, cos) in zip(names, sources)))
     return Stage(module, module, per_task_groups(names, "prompts"), artifact=artifact, score_start=given)
 
 
@@ -241,13 +284,28 @@ def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None
         torch.manual_seed(cfg.seed)
         autoencoder = ipt.PromptAutoencoder(cfg.prompt_len, plm.config.hidden_size, cfg.intrinsic_dim,
                                             cfg.ae_hidden or None)
-    z = [ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, data.task_generator(cfg.seed, n), codes)[0] for n in names]
-    module = ipt.IntrinsicPrompts(autoencoder, torch.stack(z))
+    if hasattr(autoencoder, "start"):                   # a subspace's own start point (MPT: u = v = 1, P* itself)
+        z = autoencoder.start(len(names))
+    else:
+        z = torch.stack([ipt.init_z(cfg.z_init, 1, cfg.intrinsic_dim, data.task_generator(cfg.seed, n), codes)[0]
+                         for n in names])
+    module = ipt.IntrinsicPrompts(autoencoder, z)
 
     def artifact(out, state):
         checkpoint.save(out / "z.safetensors", {name: state[f"z.{k}"] for k, name in enumerate(names)},
                         autoencoder=source, seed=cfg.seed)
     return Stage(module, module, per_task_groups(names, "z"), artifact=artifact)
+
+
+def setup_mpt(cfg, plm, tokenizer, names, prepared, shared):
+    """MPT's source (mpt.py): P* and each task's u, v train; loss = Σ_k L_LM(P* ⊙ u_k v_kᵀ); saves P*.
+    P* is shared, so the tasks are selected and stopped together, by their mean dev score (as MSF)."""
+    module = mpt.MultitaskPrompts(shared, len(names))
+
+    def artifact(out, state):
+        checkpoint.save(out / "shared_prompt.safetensors", {"shared": state["rank_one.shared"]}, tasks=names)
+    every = list(range(len(names)))
+    return Stage(module, module, [(every, [n for n, _ in module.named_parameters()])], artifact=artifact)
 
 
 def setup_reconstruct(cfg, plm, tokenizer, names, prepared, pt_prompts, autoencoder):
@@ -273,6 +331,6 @@ def setup_did(cfg, plm, tokenizer, names, prepared):
     return Stage(module, lambda task_idx: None, [([0], ["z"])])
 
 
-SETUPS = {"pt": setup_pt, "msf": setup_msf, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft,
+SETUPS = {"pt": setup_pt, "msf": setup_msf, "mpt": setup_mpt, "ist": setup_ist, "reconstruct": setup_reconstruct, "ft": setup_ft,
           "did": setup_did, "untuned": setup_untuned}
 PER_TASK = ("ft", "did")               # stages that change the PLM: one task, one fresh PLM

@@ -39,7 +39,7 @@ def opt(default, help):
 
 @dataclass
 class Config:
-    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft | did | untuned (see stages.py)")
+    stage: str = opt("pt", "pt | msf | ist | reconstruct | ft | did | untuned | mpt (see stages.py)")
     run: str = opt("runs/default", "run folder: one split and one model; stages write sub-folders")
     model: str = opt("google/t5-base-lm-adapt", "HF T5 name or path (Lester et al. prompt-tune the LM-adapted T5)")
     tokenizer: str = opt("", "tokenizer name or path; empty: the model's")
@@ -61,13 +61,18 @@ class Config:
     ae_hidden: int = opt(0, "d'_I, Proj_b's hidden size; 0: d_model (the authors' 768 for BART-base)")
     alpha: float = opt(1.0, "α of Eq. MSF for our mean-reduced losses (≈ the authors' 200 on token sums)")
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline) | pca (the "
-                               "training tasks' PT prompts' mean and top principal directions: linear.py)")
+                               "training tasks' PT prompts' mean and top principal directions: linear.py) | mpt "
+                               "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: mpt.py)")
     msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
                                              "(another draw of the subspace; writes …-msf<N> folders)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
     init_from_ist: str = opt("", "pt only: an IST stage folder; start each prompt at Proj_b(z_best)")
     init_from_peft: str = opt("", "pt only: PEFT prompt-tuning adapters, <dir>/<task>/ (or one adapter with "
                                   "--task); start each prompt there")
+    transfer: str = opt("", "pt only, SPoT (transfer.py): start each prompt at the split's training tasks' mean PT "
+                            "prompt (mean) or at its nearest training task's (nearest: by --similar-by's z)")
+    similar_by: str = opt("", "with --transfer nearest: an IST stage folder (MSF subspace); each task's z there "
+                              "against the training tasks' Proj(P) picks its nearest")
     prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read; "
                                 "empty: <run>/prompts-s<data-seed>[-seed<seed>]")
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
@@ -99,8 +104,8 @@ class Config:
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca"), "prompt_init": ("normal", "vocab", "labels"),
-                   "z_init": ("normal", "zeros", "mean")}
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt"), "prompt_init": ("normal", "vocab", "labels"),
+                   "z_init": ("normal", "zeros", "mean"), "transfer": ("", "mean", "nearest")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
@@ -121,8 +126,12 @@ class Config:
             raise UserError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
         if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":
             raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
-        if self.init_from_ist and self.init_from_peft:
-            raise UserError("give one of --init-from-ist and --init-from-peft")
+        if sum(map(bool, (self.init_from_ist, self.init_from_peft, self.transfer))) > 1:
+            raise UserError("give one of --init-from-ist, --init-from-peft and --transfer")
+        if self.transfer and self.stage != "pt":
+            raise UserError("--transfer belongs to --stage pt (it starts prompt tuning)")
+        if bool(self.similar_by) != (self.transfer == "nearest"):
+            raise UserError("--transfer nearest needs --similar-by (an IST stage folder), and --similar-by needs it")
 
 
 # Adam step sizes: Lester et al. tune prompts at 0.3; full fine-tuning uses the usual T5 rate.
@@ -130,7 +139,7 @@ class Config:
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
 # prompts too closely); IST at 0.03 / 0.1 / 0.3 gave 0.77 / 0.90 / 0.89. DID (one world task, d = 3,
 # 150 steps): train loss 1.72 -> 1.70 / 1.49 / 1.52 at 0.01 / 0.1 / 1, diverging at 10.
-STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0}
+STAGE_LR = {"pt": 0.3, "mpt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0}
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}
