@@ -30,81 +30,17 @@ import argparse
 import json
 import shlex
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import beyond
 import data
-import evaluate
 import train
 import world
+from jobs import Cell, Job, Plan, heldout_label, seeded
 
 SPLITS = ("random", "non-cls", "cls")                 # the paper's Fig. 3 order: (a, b), (c, d), (e, f)
 RESAMPLED_SEED = 21                                   # T_train^diff: another of CrossFit's K-shot samples
 TWO_K = 32                                            # Fig. 6: CrossFit's 2K-shot files, <task>_32_<seed>_*.tsv
-
-
-@dataclass
-class Job:
-    """One train.py stage: its arguments, the folder it writes and the tasks it trains (those with
-    data). Fine-tuning and DID write one results.tsv per task (<folder>/<task>/), the others one."""
-    argv: list
-    folder: Path
-    tasks: list
-
-    def command(self):
-        return "python train.py " + shlex.join(self.argv)
-
-    def results(self):
-        """{task: test score} of the planned tasks that have finished."""
-        files = [self.folder / "results.tsv", *(self.folder / t / "results.tsv" for t in self.tasks)]
-        scores = {}
-        for f in files:
-            if f.is_file():
-                scores.update(evaluate.read_results(f))
-        return {t: scores[t] for t in self.tasks if t in scores}
-
-    def done(self):
-        """Every planned task has its results: a stage interrupted part-way is not done."""
-        return len(self.results()) == len(self.tasks)
-
-    def progress(self):
-        """'' when done or not started, else 'partial: n of N tasks have results'."""
-        n = len(self.results())
-        return f"partial: {n} of {len(self.tasks)} tasks have results" if 0 < n < len(self.tasks) else ""
-
-
-@dataclass
-class Cell:
-    """One number of a figure or table: the mean over `tasks` of the test scores of `jobs` (each
-    task's score averaged over the jobs: draws of the random or the MSF subspace), E_rel^PT
-    against `ref` (Fig. 6's 2K-shot cells: the PT of their own shot count; else the plan's PT)."""
-    split: str
-    challenge: str                                    # "T_train(MSF)", "T_test^in(IST)", …
-    dim: int
-    jobs: list
-    tasks: list
-    ref: Job = None
-
-
-@dataclass
-class Plan:
-    jobs: list = field(default_factory=list)          # in the order they must run
-    cells: list = field(default_factory=list)
-    pt: Job = None
-    ft: Job = None
-    untuned: Job = None
-    stability: dict = field(default_factory=dict)     # Table 4: method -> one job per seed
-    meta: dict = field(default_factory=dict)          # what the report says about the setting
-
-    def add(self, job):
-        if all(j.folder != job.folder for j in self.jobs):
-            self.jobs.append(job)
-        return job
-
-
-def heldout_label(section, method):
-    """test -> T_test(IST); test_in -> T_test^in(IST)."""
-    return f"T_test{'^' + section[5:] if section.startswith('test_') else ''}({method})"
 
 
 def plan(args):
@@ -163,10 +99,9 @@ def plan(args):
             p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
                         Cell(s, "T_train^same(IST)", d, same, sections["train"])]
             if args.linear:                 # beyond the paper: IST through the PT prompts' linear span (linear.py)
-                pca = p.add(job(*where, "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", d, "--steps",
-                                args.ist_steps, "--tasks-from", ",".join(["train", *held]), *store))
-                p.cells += [Cell(s, "T_train^same(PCA)", d, [pca], sections["train"])]
-                p.cells += [Cell(s, heldout_label(sec, "PCA"), d, [pca], sections[sec]) for sec in held]
+                beyond.plan_linear(p, args, job, where, d, s, sections, store)
+            if args.mpt:                    # beyond the paper: MPT's shared prompt, u and v (mpt.py)
+                beyond.plan_mpt(p, args, job, where, d, s, sections, store)
             p.cells += [Cell(s, "T_train^diff(IST)", d, diff, sections["train"])] if diff else []
             for sec in held:
                 p.cells += [Cell(s, heldout_label(sec, "MSF"), d, rec, sections[sec]),
@@ -179,12 +114,6 @@ def plan(args):
     if args.ablations and "cls" in splits:
         plan_shots(p, args, job, splits["cls"]["train"], lr)
     return p
-
-
-def seeded(i, flag="--seed"):
-    """The i-th run's seed as train.py options (none for the default 42): its initialisation, or
-    with --msf-seed the draw of the MSF subspace that IST and reconstruct use."""
-    return [flag, train.stages.DEFAULT_SEED + i] if i else []
 
 
 def plan_fractions(p, args, job, tasks, store):
@@ -238,6 +167,8 @@ def plan_stability(p, args, job, heldout, lr):
         for method, j in (("FT", ft), ("PT", pt), (f"IST (d_I = {d})", ist), ("stage two: PT from IST", two)):
             if j:
                 p.stability.setdefault(method, []).append(j)
+        if args.transfer:                   # beyond the paper: SPoT's starts beside stage two's (transfer.py)
+            beyond.plan_transfer(p, args, job, (run / "transfer", split), ist, [*lr, *seeded(i)])
     p.meta["stability"] = {"tasks": heldout, "dim": d, "runs": args.runs}
 
 
@@ -295,6 +226,10 @@ def parser():
     p.add_argument("--ft", action=argparse.BooleanOptionalAction, default=True, help="fine-tuning baseline (E_rel^FT)")
     p.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True,
                    help="beyond the paper: IST through the linear span of the training prompts (--subspace pca)")
+    p.add_argument("--mpt", action=argparse.BooleanOptionalAction, default=True,
+                   help="beyond the paper: MPT (a shared prompt, rank-one u vᵀ per task) on every split")
+    p.add_argument("--transfer", action=argparse.BooleanOptionalAction, default=True,
+                   help="beyond the paper: Table 4's SPoT rows, PT from the mean or the nearest training prompt")
     p.add_argument("--random-draws", type=int, default=0, help="draws of the random subspace's Proj_b, averaged "
                                                                 "(default 3; 1 in the demo)")
     p.add_argument("--msf-draws", type=int, default=1, help="draws of the MSF subspace (seeds 42, 43, …), each "
@@ -346,7 +281,7 @@ def presets(args, p):
         args.train_args = f"{REAL_TRAIN_ARGS} {args.train_args}"           # later options win in argparse
     if args.demo:
         args.splits, args.ft, args.ablations, args.run = "random", False, False, args.run or "runs/demo"
-        args.linear = False
+        args.linear = args.mpt = args.transfer = False
         # ≤ 15 min from a fresh clone on 2 cores: no DID (a fresh PLM per task), one draw of the
         # random subspace, four d_I around the random split's planted 4 (README: the times)
         args.did_dims = args.did_dims or "none"

@@ -1,6 +1,7 @@
 """
 The figures of the report, drawn from results.py's numbers: Fig. 3 (E_rel over d_I, per split),
-Fig. 4 (PCA of the intrinsic vectors), Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots).
+Fig. 4 (PCA of the intrinsic vectors), Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots),
+and beyond the paper the tasks' similarity in the subspace (similarity.py).
 Colour says the method, line style which tasks or which setting; every panel has a title, axis
 labels and a legend, and the world's planted d* is marked.
 """
@@ -9,6 +10,7 @@ import math
 import matplotlib
 
 import results
+import similarity
 
 matplotlib.use("Agg")                                 # files only, no display
 import matplotlib.pyplot as plt                       # noqa: E402  (after the backend is chosen)
@@ -16,7 +18,7 @@ import matplotlib.pyplot as plt                       # noqa: E402  (after the b
 plt.rcParams["legend.handlelength"] = 3.5             # legend lines long enough to show dashed from dotted
 
 STYLE = {"MSF": ("tab:blue", "o"), "IST": ("tab:red", "s"), "random": ("tab:grey", "x"), "DID": ("tab:green", "^"),
-         "PCA": ("tab:purple", "D")}
+         "PCA": ("tab:purple", "D"), "MPT": ("tab:orange", "v")}
 
 
 def curve(rows, split, challenge, xs, key):
@@ -58,8 +60,9 @@ def figure3(rows, p, path):
                 line = ("-." if "diff" in ch else "-" if ch.startswith("T_train") else
                         ":" if "^out" in ch else "--")
                 faint = "same" in ch or ch == "T_train(MSF)"
+                label = ch + (f" ({p.meta.get('mpt_size')} numbers a task; IST: d_I)" if method == "MPT" else "")
                 ax.plot(dims, ys, marker=marker, color=colour, linestyle=line, alpha=0.5 if faint else 1.0,
-                        markersize=4, label=ch)
+                        markersize=4, label=label)
             if p.meta["planted"].get(split):
                 mark_planted(ax, p.meta["planted"][split], top=True)
             ax.axhline(1.0, color="grey", linewidth=0.5)
@@ -125,4 +128,23 @@ def figure6(rows, p, path):
     ax.set(title="Fig. 6: K vs 2K shots (cls split, seen tasks)", xlabel="intrinsic dimension d_I",
            ylabel="E_rel^PT (against PT with the same shots)", xticks=dims, ylim=(0, None))
     ax.legend(fontsize=7)
+    save(fig, path)
+
+
+def similarity_map(names, sim, kinds, categories, dim, path):
+    """The cosine similarity of every pair of tasks' z, tasks ordered by kind and category, each
+    category's block outlined and named."""
+    idx = similarity.order(names, kinds, categories)
+    labels = [f"{kinds[i]}/{categories[i]}" for i in idx]
+    edges = [0] + [k for k in range(1, len(idx)) if labels[k] != labels[k - 1]] + [len(idx)]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    shown = ax.imshow(sim[idx][:, idx], cmap="RdBu_r", vmin=-1, vmax=1)
+    for e in edges[1:-1]:
+        ax.axhline(e - 0.5, color="black", linewidth=0.6)
+        ax.axvline(e - 0.5, color="black", linewidth=0.6)
+    centres = [(a + b - 1) / 2 for a, b in zip(edges, edges[1:])]
+    ax.set_xticks(centres, [labels[a] for a in edges[:-1]], rotation=90, fontsize=6)
+    ax.set_yticks(centres, [labels[a] for a in edges[:-1]], fontsize=6)
+    fig.colorbar(shown, ax=ax, label="cosine similarity of z")
+    ax.set_title(f"Task similarity in the intrinsic subspace: cosine of IST's z (d_I = {dim}, {len(names)} tasks)")
     save(fig, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import data
 import figures
 import results
+import similarity
 from results import challenges, lookup
 
 def per_task_tsv(rows, refs):
@@ -151,11 +152,19 @@ def stability_section(p, st):
              f"{meta['runs']} runs (seeds 42, 43, …: initialisation and batch order, same data) on the random split's "
              f"{len(meta['tasks'])} held-out tasks; IST at d_I = {meta['dim']}. std: a task's test score (×100) across "
              "runs, averaged over tasks. The paper: 10 runs, 120 tasks, d_I = 10.", "",
-             "| method | runs | tasks | mean std ×100 | E_rel^PT | paper std | paper E_rel^PT |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "Steps to PT's best: the first evaluation (every --eval-every steps; a given start is step 0) whose dev "
+             "score reaches the best dev score of PT under seed 42, averaged over the (run, task) pairs that reach it "
+             "(how many in brackets). SPoT rows (beyond the paper): PT started from the training tasks' mean prompt, "
+             "or from the prompt of the training task nearest by IST's z (transfer.py).", "",
+             "| method | runs | tasks | mean std ×100 | E_rel^PT | steps to PT's best | paper std | paper E_rel^PT |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for method, row in st.items():
         paper = PAPER_TABLE4.get(method, ("", "59 %" if method.startswith("IST") else ""))
-        lines.append(f"| {method} | " + (f"{row['runs']} | {row['tasks']} | {100 * row['std']:.2f} | {row['E_rel_PT']:.2f}"
-                                         if row else "missing | | | ") + f" | {paper[0]} | {paper[1]} |")
+        if row:
+            steps = "–" if math.isnan(row["steps"]) else f"{row['steps']:.0f}"
+            got = (f"{row['runs']} | {row['tasks']} | {100 * row['std']:.2f} | {row['E_rel_PT']:.2f} | "
+                   f"{steps} ({row['reached']} of {row['pairs']})")
+        lines.append(f"| {method} | " + (got if row else "missing | | | | ") + f" | {paper[0]} | {paper[1]} |")
     return lines + [""]
 
 
@@ -191,6 +200,11 @@ def findings(rows, p, st=None):
         out.append(f"Linear subspace (PCA of the training prompts) against MSF's, {split} split, {held}(IST) at d_I = "
                    + ", ".join(f"{d}: {f(val(split, held + '(PCA)', d))} / {f(val(split, held + '(IST)', d))}"
                                for d in linear) + " (PCA / MSF).")
+    mpt = [d for d in p.meta["dims"] if lookup(rows, split, held + "(MPT)", d)]
+    if mpt:
+        out.append(f"MPT ({p.meta.get('mpt_size')} numbers a task) against IST (d_I), {split} split, {held}: MPT "
+                   f"{f(val(split, held + '(MPT)', mpt[0]))}; IST " + ", ".join(
+                       f"{f(val(split, held + '(IST)', d))} at {d}" for d in mpt) + ".")
     if "fractions" in p.meta:
         pcts = p.meta["fractions"]["percent"]
         out += [f"Fig. 5, T_test(IST) at d_I = {d}: " + " → ".join(
@@ -209,7 +223,33 @@ def findings(rows, p, st=None):
         ist = next(m for m in st if m.startswith("IST"))
         out.append(f"Table 4: std ×100 PT {std('PT')}, stage two {std('stage two: PT from IST')}, {ist} {std(ist)}"
                    f", FT {std('FT')}; E_rel^PT stage two {rel('stage two: PT from IST')}, IST {rel(ist)}.")
+        spot = [m for m in st if m.startswith("SPoT")]
+        steps = lambda m: f"{st[m]['steps']:.0f}" if st.get(m) else "n/a"
+        if spot:
+            out.append("SPoT against stage two (std ×100, E_rel^PT, steps to PT's best): " + "; ".join(
+                f"{m.removeprefix('SPoT: ')} {std(m)}, {rel(m)}, {steps(m)}" for m in [*spot, "stage two: PT from IST"])
+                + f"; PT {std('PT')}, {rel('PT')}, {steps('PT')}.")
     return out
+
+
+def similarity_section(vectors, tasks, out, summary):
+    """Beyond the paper: the tasks' cosine similarity in the subspace (Fig. 4's z), as a heatmap and
+    as block scores: mean within a category (or kind) minus mean across."""
+    lines = ["## Task similarity in the intrinsic subspace (beyond the paper)", ""]
+    if not vectors:
+        return lines + ["missing: the IST run of Fig. 4.", ""]
+    names, z, _ = vectors
+    kinds, categories = results.kinds_and_categories(names, tasks)
+    sim = similarity.cosine_matrix(z)
+    figures.similarity_map(names, sim, kinds, categories, z.size(1), out / "similarity.png")
+    score = {"category": similarity.block_score(sim, [f"{k}/{c}" for k, c in zip(kinds, categories)]),
+             "kind": similarity.block_score(sim, kinds)}
+    summary["similarity"] = score
+    f = lambda v: "n/a" if math.isnan(v) else f"{v:.2f}"
+    return lines + ["![task similarity](similarity.png)", "",
+                    f"Cosine similarity of z, mean within a category minus mean across categories: "
+                    f"**{f(score['category'])}**; within a kind minus across kinds: {f(score['kind'])} (0: z knows "
+                    f"nothing of the task table's ontology; {len(names)} tasks, d_I = {z.size(1)}).", ""]
 
 
 def write(p, out, seconds=None):
@@ -218,6 +258,7 @@ def write(p, out, seconds=None):
     out = Path(out)
     tasks = data.load_tasks(p.meta["tasks_file"])
     rows, refs = results.numbers(p)
+    p.meta["mpt_size"] = results.mpt_size(p)
     (out / "per_task.tsv").write_text(per_task_tsv(rows, refs))
     dims = p.meta["dims"]
     figures.figure3(rows, p, out / "e_rel.png")
@@ -229,7 +270,9 @@ def write(p, out, seconds=None):
                  "(seeds 42, 43, …). " if draws("(IST)") > 1 else "")
     lines += ["## Fig. 3: E_rel over d_I", "", "![Fig. 3](e_rel.png)", "",
               f"{subspaces}(random): the random subspace, each task's score the mean over {draws('(random)')} draws "
-              "of Proj_b. (DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight.", ""]
+              "of Proj_b. (DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight. "
+              "Beyond the paper: (PCA) IST through the training prompts' linear span (linear.py); (MPT) a shared prompt "
+              "P* ⊙ u vᵀ, u and v tuned per task (mpt.py): its size is P + H, not d_I, so one value at every d_I.", ""]
     for ref in ("PT", "FT") if p.ft else ("PT",):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",
@@ -255,6 +298,7 @@ def write(p, out, seconds=None):
                                                           for k, v in summary["pca"].items()}), ""]
     else:
         lines += ["missing: the IST run of the first split at Fig. 4's d_I.", ""]
+    lines += similarity_section(vectors, tasks, out, summary)
     if "fractions" in p.meta:
         lines += fractions_section(rows, p, out)
     if "shots" in p.meta:

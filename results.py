@@ -75,11 +75,14 @@ def spread(runs, tasks):
 
 
 def stability(p):
-    """Table 4's rows: per method its runs, the mean std over tasks and E_rel^PT of its mean scores
-    against PT's mean scores; None for a method with a missing run."""
+    """Table 4's rows: per method its runs, the mean std over tasks, E_rel^PT of its mean scores
+    against PT's mean scores, and how fast it gets there: the steps each run needs to reach the dev
+    score that PT (seed 42) ends with (first evaluation at or above it; the start counts as step 0),
+    averaged over the (run, task) pairs that reach it. None for a method with a missing run."""
     tasks = p.meta["stability"]["tasks"]
     pt_runs = [scores_of(j) for j in p.stability["PT"]]
     pt_mean = spread(pt_runs, tasks)[1] if all(pt_runs) else None
+    target = {t: max(v for _, v in c) for t, c in dev_curves(p.stability["PT"][0]).items() if c} if pt_mean else {}
     out = {}
     for method, jobs in p.stability.items():
         runs = [scores_of(j) for j in jobs]
@@ -87,9 +90,42 @@ def stability(p):
             out[method] = None
             continue
         std, mean = spread(runs, tasks)
+        steps = [s for j in jobs for t, s in steps_to_reach(dev_curves(j), target).items() if t in mean]
+        reached = [s for s in steps if s is not None]
         out[method] = {"runs": len(runs), "tasks": len(mean), "std": std,
-                       "E_rel_PT": evaluate.summarise(mean, pt_mean)["E_rel"] if pt_mean and mean else math.nan}
+                       "E_rel_PT": evaluate.summarise(mean, pt_mean)["E_rel"] if pt_mean and mean else math.nan,
+                       "steps": sum(reached) / len(reached) if reached else math.nan,
+                       "reached": len(reached), "pairs": len(steps)}
     return out
+
+
+def dev_curves(job):
+    """{task: [(step, dev score)]} of every evaluation a finished stage logged (metrics.jsonl; a
+    per-task stage, fine-tuning: one in each task's folder)."""
+    curves = {}
+    logs = [job.folder / "metrics.jsonl"] if (job.folder / "metrics.jsonl").is_file() else \
+        sorted(job.folder.glob("*/metrics.jsonl"))
+    for line in (line for f in logs for line in f.read_text().splitlines()):
+        if line.strip():
+            record = json.loads(line)
+            for task, v in record.get("dev", {}).items():
+                curves.setdefault(task, []).append((record["step"], v))
+    return curves
+
+
+def steps_to_reach(curves, target):
+    """{task: the first logged step whose dev score is ≥ target[task], or None} for the tasks of both."""
+    return {t: next((step for step, v in c if v >= target[t]), None) for t, c in curves.items() if t in target}
+
+
+def mpt_size(p):
+    """The numbers MPT tunes per held-out task, P + H (its shared prompt's shape), or None before any
+    MPT source has run."""
+    for job in p.jobs:
+        path = job.folder / "shared_prompt.safetensors"
+        if path.is_file():
+            return sum(checkpoint.load(path, f"re-run: {job.command()}")[0]["shared"].shape)
+    return None
 
 
 def seconds_per_step(job):

@@ -68,9 +68,11 @@ def stage_dir(cfg):
 
 def prompt_store(cfg):
     """PT writes each task's best prompt here; MSF and reconstruct read them from it. Another
-    initialisation seed gets its own store, so that repeated runs never overwrite MSF's inputs."""
+    initialisation seed or --transfer start gets its own store, so that repeated runs never
+    overwrite MSF's inputs (or each other's)."""
     seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
-    return Path(cfg.prompt_store or Path(cfg.run) / f"prompts-s{cfg.data_seed}{seed}")
+    start = f"-transfer-{cfg.transfer}" if cfg.transfer else ""
+    return Path(cfg.prompt_store or Path(cfg.run) / f"prompts-s{cfg.data_seed}{start}{seed}")
 
 
 def load_prompts(store, names):
@@ -165,7 +167,9 @@ def read_inputs(cfg, names, d_model):
         check_shape(str(source), shared["shared"].shape, cfg, d_model)
         inputs["autoencoder"], inputs["source"] = mpt.RankOne(shared["shared"]), "mpt"
     if cfg.stage == "pt" and cfg.transfer:
-        train, prompts = training_prompts(cfg, d_model, "transfer starts from the training tasks' PT prompts")
+        # a PT run writes its own prompts to its prompt store: it reads the sources from another folder
+        train, prompts = training_prompts(cfg, d_model, "transfer starts from the training tasks' PT prompts",
+                                          cfg.transfer_from)
         if cfg.transfer == "mean":
             inputs["init"] = transfer.mean_start(prompts, len(names))
             inputs["sources"] = [(f"mean of {len(train)} training prompts", "")] * len(names)
@@ -186,10 +190,11 @@ def read_inputs(cfg, names, d_model):
     return inputs
 
 
-def training_prompts(cfg, d_model, why):
-    """The PT prompts of the split's training tasks, from the prompt store -> (names, (K, P, H))."""
+def training_prompts(cfg, d_model, why, store=None):
+    """The PT prompts of the split's training tasks, from `store` (default the prompt store)
+    -> (names, (K, P, H))."""
     train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
-    store = prompt_store(cfg)
+    store = Path(store or prompt_store(cfg))
     missing = [n for n in train if not (store / f"{n}.safetensors").is_file()]
     if missing:
         raise UserError(f"{why}; {len(missing)} missing in {store}: {', '.join(missing)}\nMake them first (make pt)")

@@ -73,6 +73,8 @@ class Config:
                             "prompt (mean) or at its nearest training task's (nearest: by --similar-by's z)")
     similar_by: str = opt("", "with --transfer nearest: an IST stage folder (MSF subspace); each task's z there "
                               "against the training tasks' Proj(P) picks its nearest")
+    transfer_from: str = opt("", "with --transfer: the folder of the training tasks' PT prompts it starts from; "
+                                 "empty: --prompt-store's (where this PT run then writes its own)")
     prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read; "
                                 "empty: <run>/prompts-s<data-seed>[-seed<seed>]")
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
@@ -128,6 +130,8 @@ class Config:
             raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
         if sum(map(bool, (self.init_from_ist, self.init_from_peft, self.transfer))) > 1:
             raise UserError("give one of --init-from-ist, --init-from-peft and --transfer")
+        if self.transfer_from and not self.transfer:
+            raise UserError("--transfer-from says where --transfer reads its prompts: give --transfer too")
         if self.transfer and self.stage != "pt":
             raise UserError("--transfer belongs to --stage pt (it starts prompt tuning)")
         if bool(self.similar_by) != (self.transfer == "nearest"):
@@ -139,7 +143,8 @@ class Config:
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
 # prompts too closely); IST at 0.03 / 0.1 / 0.3 gave 0.77 / 0.90 / 0.89. DID (one world task, d = 3,
 # 150 steps): train loss 1.72 -> 1.70 / 1.49 / 1.52 at 0.01 / 0.1 / 1, diverging at 10.
-STAGE_LR = {"pt": 0.3, "mpt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0}
+STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0,
+            "mpt": 0.3}                                        # MPT's P*, u, v: prompts, at PT's rate
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}

@@ -67,8 +67,12 @@ def test_transfer_starts_exactly_at_the_chosen_prompt(prompts_and_ist, world, mo
     store = {n: checkpoint.load(run / "prompts-s100" / f"{n}.safetensors")[0]["prompt"]
              for n in ("first-word", "last-word", "has-cat")}
     extra = ["--similar-by", str(run / "ist-d3-s100-test")] if mode == "nearest" else []
-    train.main(args(world, "beyond", "--stage", "pt", "--tasks-from", "test", "--steps", "10", "--transfer", mode, *extra))
+    before = (run / "prompts-s100" / "second-word.safetensors").read_bytes()
+    train.main(args(world, "beyond", "--stage", "pt", "--tasks-from", "test", "--steps", "10", "--transfer", mode,
+                    "--transfer-from", str(run / "prompts-s100"), *extra))
     out = run / f"pt-transfer-{mode}-s100-test"
+    assert (run / "prompts-s100" / "second-word.safetensors").read_bytes() == before       # MSF's inputs stay
+    assert (run / f"prompts-s100-transfer-{mode}" / "second-word.safetensors").is_file()
     chosen = (out / "transfer.tsv").read_text().splitlines()[1].split("\t")
     if mode == "mean":
         expected = torch.stack(list(store.values())).mean(0)
@@ -109,7 +113,8 @@ def test_transfer_and_mpt_options_are_checked_before_anything_loads(world):
                            (["--similar-by", "x"], "needs --similar-by"),
                            (["--transfer", "mean", "--init-from-ist", "x"], "give one of"),
                            (["--stage", "ist", "--transfer", "mean"], "belongs to --stage pt"),
-                           (["--transfer", "first"], "choose , mean, nearest")):
+                           (["--transfer", "first"], "choose , mean, nearest"),
+                           (["--transfer-from", "x"], "give --transfer too")):
         with pytest.raises(SystemExit, match=message):
             train.main(args(world, "never", *extra))
     with pytest.raises(SystemExit, match="no MPT shared prompt"):

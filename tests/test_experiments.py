@@ -64,8 +64,17 @@ def test_the_plan_has_every_challenge_of_fig3(toy, tmp_path):
             ("cls", "T_test^out(PCA)")} <= got
     pca = next(c for c in p.cells if c.challenge == "T_test(PCA)" and c.dim == 2).jobs[0]
     assert option(pca, "--subspace") == "pca" and option(pca, "--prompt-store") == str(tmp_path / "prompts-s100")
-    assert not any("(PCA)" in c.challenge for c in experiments.plan(toy_args(toy, tmp_path, "--splits", "random",
-                                                                             "--no-linear")).cells)
+    # MPT: one source on each split's training tasks and one target on its held-out tasks, drawn at every d_I
+    mpt = [c for c in p.cells if c.split == "cls" and "(MPT)" in c.challenge]
+    assert {(c.challenge, c.dim) for c in mpt} == {(ch, d) for ch in ("T_train(MPT)", "T_test^in(MPT)", "T_test^out(MPT)")
+                                                   for d in (1, 2)}
+    source, target = (next(c for c in mpt if c.challenge == ch).jobs[0] for ch in ("T_train(MPT)", "T_test^in(MPT)"))
+    assert option(source, "--stage") == "mpt" and option(target, "--subspace") == "mpt"
+    assert option(target, "--tasks-from") == "test_in,test_out"
+    assert sum(option(j, "--stage") == "mpt" for j in p.jobs) == 2                  # one a split
+    bare = experiments.plan(toy_args(toy, tmp_path, "--splits", "random", "--no-linear", "--no-mpt", "--no-transfer"))
+    assert not any(x in c.challenge for c in bare.cells for x in ("(PCA)", "(MPT)"))
+    assert not any(m.startswith("SPoT") for m in bare.stability)
 
 
 def option(job, flag):
@@ -89,6 +98,13 @@ def test_the_ablations_are_planned_as_more_stages_of_the_same_runner(toy, tmp_pa
         assert option(two, "--init-from-ist") == str(ist.folder) and option(two, "--seed") == option(ist, "--seed")
         assert option(ist, "--seed") == (str(42 + i) if i else None)
         assert option(two, "--tasks-from") == option(ist, "--tasks-from") == "test"
+    # SPoT beside stage two, under the same seeds: nearest by the z of that seed's IST run, both starting
+    # from the plan's PT prompts and writing their own
+    for i, (ist, mean, near) in enumerate(zip(st["IST (d_I = 2)"], st["SPoT: PT from the mean prompt"],
+                                              st["SPoT: PT from the nearest task's prompt"])):
+        assert option(near, "--similar-by") == str(ist.folder) and option(mean, "--similar-by") is None
+        assert option(mean, "--transfer-from") == option(near, "--transfer-from") == str(tmp_path / "prompts-s100")
+        assert option(mean, "--seed") == option(near, "--seed") == option(ist, "--seed")
     writers = [train.parse_args(j.argv) for j in p.jobs if option(j, "--stage") == "pt"]
     stores = [stages.prompt_store(cfg) for cfg in writers]
     assert len(set(stores)) == len(stores) and stores[0] == tmp_path / "prompts-s100"

@@ -81,7 +81,7 @@ BAD_OPTIONS = [
     (["--optimizer", "sgd"], r"unknown --optimizer .sgd.: choose adamw, adafactor"),
     (["--precision", "fp16"], r"unknown --precision .fp16.: choose auto, bf16, fp32"),
     (["--stage", "ist", "--init-from-ist", "x"], r"--init-from-ist and --init-from-peft belong to --stage pt"),
-    (["--stage", "pt", "--init-from-ist", "x", "--init-from-peft", "y"], r"give one of --init-from-ist and --init-from-peft"),
+    (["--stage", "pt", "--init-from-ist", "x", "--init-from-peft", "y"], r"give one of --init-from-ist, --init-from-peft and --transfer"),
     (["--device", "tpu"], r"--device 'tpu'"),
 ]
 

@@ -49,7 +49,8 @@ import experiments
 import train
 
 FIG3 = ["--dims", "2,3,4,5", "--split-dims", "random=3,4,5", "--split-dims", "non-cls=2,3,4",
-        "--split-dims", "cls=2,3,4", "--no-ft", "--no-resampled", "--random-draws", "1", "--did-dims", "none", "--no-linear"]
+        "--split-dims", "cls=2,3,4", "--no-ft", "--no-resampled", "--random-draws", "1", "--did-dims", "none", "--no-linear",
+        "--no-mpt", "--no-transfer"]
 KNEE = 0.05                       # the step into d* exceeds the step after it by this much (see above)
 ANALYSES = [*FIG3, "--fractions", "25", "--fraction-dims", "4", "--stability-dim", "4", "--runs", "3"]
 
