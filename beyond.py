@@ -20,10 +20,16 @@ def held_sections(sections):
 
 
 def plan_linear(p, args, job, where, d, split, sections, store):
-    """IST through P̄ + U z on the split's training and held-out tasks, at d_I = d."""
+    """IST through P̄ + U z on the split's training and held-out tasks, at d_I = d; not planned where d
+    exceeds the split's training prompts (the report names where)."""
     held = held_sections(sections)
-    pca = p.add(job(*where, "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", d, "--steps", args.ist_steps,
-                    "--tasks-from", ",".join(["train", *held]), *store))
+    pca = job(*where, "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", d, "--steps", args.ist_steps,
+              "--tasks-from", ",".join(["train", *held]), *store)
+    prompts = sum(t in pca.tasks for t in sections["train"])          # the training tasks with data
+    if d > prompts:                                                  # K prompts span at most K directions
+        p.meta.setdefault("linear_skipped", []).append(f"{split} at d_I = {d} (its {prompts} training prompts)")
+        return
+    p.add(pca)
     p.cells += [Cell(split, "T_train^same(PCA)", d, [pca], sections["train"])]
     p.cells += [Cell(split, heldout_label(sec, "PCA"), d, [pca], sections[sec]) for sec in held]
 

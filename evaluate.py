@@ -167,9 +167,10 @@ def summarise(scores, reference=None):
     return out
 
 
-def read_results(path):
+def read_results(path, column="test"):
     """A results.tsv written by train.py, or a stage folder (fine-tuning keeps one per task in
-    sub-folders) -> {task: test score}. A malformed file is named with its line."""
+    sub-folders) -> {task: test score} (column test_rank: --eval both's rank classification). A
+    malformed file is named with its line."""
     path = Path(path)
     files = [path] if path.is_file() else sorted(path.glob("results.tsv")) or sorted(path.glob("*/results.tsv"))
     if not files:
@@ -181,15 +182,15 @@ def read_results(path):
         if not lines:
             raise ValueError(f"{f} is empty: the run that writes it did not finish; re-run it")
         header = lines[0][1].split("\t")
-        for needed in ("task", "test"):
+        for needed in ("task", column):
             if needed not in header:
                 raise ValueError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)})")
         for number, line in lines[1:]:
             row = dict(zip(header, line.split("\t")))
             try:
-                scores[row["task"]] = float(row["test"])
+                scores[row["task"]] = float(row[column])
             except (KeyError, ValueError):
-                raise ValueError(f"{f}:{number}: expected a number in column 'test', got {line[:80]!r}") from None
+                raise ValueError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}") from None
     return scores
 
 

@@ -72,6 +72,7 @@ def plan(args):
     p.pt = p.add(job(run, run / "splits" / "all.txt", "--stage", "pt", "--tasks-from", "all", "--steps", args.pt_steps, *lr))
     if args.ft:
         p.ft = p.add(job(run, run / "splits" / "all.txt", "--stage", "ft", "--tasks-from", "all", "--steps", args.ft_steps))
+    p.meta["rank"] = train.parse_args(p.pt.argv).eval == "both"     # every stage also scored by rank classification
     store = ["--prompt-store", str(run / "prompts-s100")]
     on_heldout = lambda folder, *extra: p.add(job(folder, run / "splits" / "heldout.txt", *extra, "--tasks-from", "test"))
     for d in args.dims:
@@ -109,7 +110,8 @@ def plan(args):
                             Cell(s, heldout_label(sec, "random"), d, draws, sections[sec])]
                 p.cells += [Cell(s, heldout_label(sec, "DID"), d, [did], sections[sec])] if did else []
     if args.ablations and "random" in splits:
-        plan_fractions(p, args, job, tasks, store)
+        if args.fractions:
+            plan_fractions(p, args, job, tasks, store)
         plan_stability(p, args, job, splits["random"]["test"], lr)
     if args.ablations and "cls" in splits:
         plan_shots(p, args, job, splits["cls"]["train"], lr)
@@ -178,25 +180,36 @@ def split_path(args, name):
     return str(own) if own and own.is_file() else name
 
 
-def execute(p):
-    """Run every job of the plan that has not finished, in order."""
+def execute(p, stop_after=0.0):
+    """Run every job of the plan that has not finished, in order; with stop_after (minutes), start
+    none after that long (one still running finishes, or a kill leaves its checkpoint to resume)."""
     todo = [j for j in p.jobs if not j.done()]
     print(f"{len(p.jobs)} stages planned, {len(p.jobs) - len(todo)} already finished")
+    began = time.time()
     for i, job in enumerate(todo, 1):
+        if stop_after and time.time() - began > 60 * stop_after:
+            print(f"stopped after {stop_after:g} min: {len(todo) - i + 1} stages left; run the same command again "
+                  "to go on", flush=True)
+            return
         print(f"[{i}/{len(todo)}] {job.command()}", flush=True)
         started = time.time()
         train.main(job.argv)
         print(f"[{i}/{len(todo)}] done in {time.time() - started:.1f} s", flush=True)
 
 
-# make real: PT -> MSF -> IST (seen and unseen) on the random split's tasks that have data, with
-# SmolLM2-135M, sized to finish in minutes on one GPU (all 75 tasks) and to run on a CPU with
-# `--splits cls-small` (six cls tasks and two held out). A decoder-only model's embeddings are
-# small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary, not 0.3 from N(0, 0.02²).
+# make real: the paper on the real CrossFit tasks with SmolLM2-135M: PT and the untuned model of every
+# task with data; every split over the d_I sweep 1, 3, 5, 10, 25 (MSF, reconstruction, IST on seen and
+# held-out tasks, the random subspace, and beyond the paper PCA, MPT); Table 4 on the random split's
+# held-out tasks (PT, IST at d_I = 10, stage two, SPoT) under 3 seeds; Fig. 4 from the real z. No Fig. 5
+# (--fractions), no fine-tuning or DID (a 135M model per task). Every stage also scores its test sets by
+# rank classification (--eval both): the instruct model answers in sentences. `--stop-after` cuts it
+# into pieces that fit a device command; `--splits cls-small --dims 1,3,5` runs on a CPU. A decoder-only
+# model's embeddings are small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary.
 REAL = {"data_dir": str(data.HERE.parent / "shared" / "data" / "crossfit"), "model": "smollm2", "run": "runs/smollm2",
-        "splits": "random", "dims": "5", "prompt_len": 20, "eval_every": 50, "ft": False, "allow_missing": True,
-        "pt_lr": 0.03, "ablations": False, "did_dims": "none"}
-REAL_TRAIN_ARGS = "--max-input-len 128 --max-target-len 16 --max-test 200 --eval-batch-size 128 --prompt-init vocab"
+        "splits": "random,non-cls,cls", "dims": "1,3,5,10,25", "prompt_len": 20, "eval_every": 50, "ft": False,
+        "allow_missing": True, "pt_lr": 0.03, "fractions": "none", "did_dims": "none"}
+REAL_TRAIN_ARGS = ("--max-input-len 128 --max-target-len 16 --max-test 200 --eval-batch-size 128 --prompt-init vocab "
+                   "--eval both")
 
 
 def parser():
@@ -239,7 +252,8 @@ def parser():
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
                    help="§4.3: Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots), Table 4 (stability)")
     p.add_argument("--fractions", default="", help="Fig. 5: percentages of the random split's training tasks, one "
-                                                   "random_<n> split file each (default 25,50,75 on the world, 20,40,60,80 on real data)")
+                                                   "random_<n> split file each (default 25,50,75 on the world, 20,40,60,80 on real data); "
+                                                   "none: no Fig. 5")
     p.add_argument("--fraction-dims", default="", help="Fig. 5's two d_I, of the sweep (default as --did-dims)")
     p.add_argument("--runs", type=int, default=3, help="Table 4: runs under seeds 42, 43, … (the paper: 10)")
     p.add_argument("--stability-dim", type=int, default=0, help="Table 4's IST d_I, of the sweep (default: the random "
@@ -254,6 +268,9 @@ def parser():
     p.add_argument("--real", action="store_true", help="make real: the real CrossFit tasks with SmolLM2 "
                                                        "(defaults in REAL; any option above overrides them)")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what has finished")
+    p.add_argument("--stop-after", type=float, default=0.0, help="minutes: start no stage after this long, write the "
+                                                                 "report and stop (the same command goes on; a device "
+                                                                 "session's pieces); 0: run everything")
     return p
 
 
@@ -340,7 +357,8 @@ def sweep(args, p):
     args.fraction_dims = pick("--fraction-dims", args.fraction_dims, wanted)
     one = pick("", "", (args.planted["random"],) if args.planted else (10,))[0]
     args.stability_dim, args.pca_dim = args.stability_dim or one, args.pca_dim or one
-    args.fractions = numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else "25,50,75"))
+    args.fractions = [] if args.fractions == "none" else \
+        numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else "25,50,75"))
     off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim, args.pca_dim} - set(random_dims))
     if off:
         p.error(f"--did-dims, --fraction-dims, --stability-dim and --pca-dim must be of the random split's d_I "
@@ -353,7 +371,7 @@ def main(argv=None):
     started = time.time()
     p = plan(args)
     if not args.report_only:
-        execute(p)
+        execute(p, args.stop_after)
     return report.write(p, Path(args.run), None if args.report_only else time.time() - started)
 
 

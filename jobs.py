@@ -22,13 +22,13 @@ class Job:
     def command(self):
         return "python train.py " + shlex.join(self.argv)
 
-    def results(self):
-        """{task: test score} of the planned tasks that have finished."""
+    def results(self, column="test"):
+        """{task: test score} of the planned tasks that have finished (column: results.tsv's)."""
         files = [self.folder / "results.tsv", *(self.folder / t / "results.tsv" for t in self.tasks)]
         scores = {}
         for f in files:
             if f.is_file():
-                scores.update(evaluate.read_results(f))
+                scores.update(evaluate.read_results(f, column))
         return {t: scores[t] for t in self.tasks if t in scores}
 
     def done(self):

@@ -38,7 +38,8 @@ def table(rows, split, dims, key, fmt, count):
         cells = []
         for d in dims:
             r = lookup(rows, split, ch, d)
-            cells.append("–" if r is None else "missing" if r["missing"] else f"{fmt(r[key])} ({r[count]})")
+            cells.append("–" if r is None else "missing" if r["missing"] else
+                         f"{'n/a' if math.isnan(r[key]) else fmt(r[key])} ({r[count]})")
         lines.append(f"| {ch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,6 +196,9 @@ def findings(rows, p, st=None):
     out = [f"Baselines, {split} split, {held} at d_I = {d}: IST {f(val(split, held + '(IST)', d))}, random subspace "
            f"{f(val(split, held + '(random)', d))}, DID {f(val(split, held + '(DID)', d))}."
            for d in p.meta["dims"] if lookup(rows, split, held + "(DID)", d)]
+    if p.meta.get("linear_skipped"):
+        out.append("Linear subspace not planned (more directions than training prompts): "
+                   + "; ".join(p.meta["linear_skipped"]) + ".")
     linear = [d for d in p.meta["dims"] if lookup(rows, split, held + "(PCA)", d)]
     if linear:
         out.append(f"Linear subspace (PCA of the training prompts) against MSF's, {split} split, {held}(IST) at d_I = "
@@ -230,6 +234,37 @@ def findings(rows, p, st=None):
                 f"{m.removeprefix('SPoT: ')} {std(m)}, {rel(m)}, {steps(m)}" for m in [*spot, "stage two: PT from IST"])
                 + f"; PT {std('PT')}, {rel('PT')}, {steps('PT')}.")
     return out
+
+
+def learnt_tables(rows, refs, p, dims):
+    """E_rel^PT over the tasks PT learns (PT above the untuned PLM), beside E_rel over all: a task PT
+    never learns says nothing of a subspace. One line instead where PT learns every task."""
+    pt, untuned = refs["PT"], refs["untuned"]
+    if not (pt and untuned):
+        return ["E_rel over the tasks PT learns: missing (PT or the untuned run).", ""]
+    not_learnt = sorted(t for t in pt if t in untuned and pt[t] <= untuned[t])
+    if not not_learnt:
+        return [f"PT beats the untuned PLM on every one of its {len(pt)} tasks: E_rel over the tasks PT learns is "
+                "E_rel^PT above.", ""]
+    lines = [f"E_rel^PT over the tasks PT learns (PT above the untuned PLM; left out, {len(not_learnt)}: "
+             f"{', '.join(not_learnt)}):", ""]
+    for split in p.meta["splits"]:
+        lines += [table(rows, split, dims, "E_rel_learnt", lambda v: f"{v:.2f}", "n_learnt"), ""]
+    return lines
+
+
+def rank_section(p, dims):
+    """--eval both: every stage's test sets scored again with the cls tasks answered by rank
+    classification, so that PT against the untuned PLM and every E_rel also stand where the
+    answer's format is not what is being learnt (a chat model answers in sentences)."""
+    rows, refs = results.numbers(p, "test_rank")
+    lines = ["## By rank classification", "", "The same runs, their test sets scored with each cls task's answer the "
+             "most likely of its classes (rank classification; non-cls tasks as generated): E_rel^PT, and E_rel^PT "
+             "over the tasks PT learns under this scoring.", ""]
+    for split in p.meta["splits"]:
+        lines += [table(rows, split, dims, "E_rel_PT", lambda v: f"{v:.2f}", "n_PT"), ""]
+    lines += learnt_tables(rows, refs, p, dims)
+    return lines + ["Prompt tuning against the untuned PLM, by rank classification:", "", against_untuned(refs), ""]
 
 
 def similarity_section(vectors, tasks, out, summary):
@@ -277,10 +312,13 @@ def write(p, out, seconds=None):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",
                       table(rows, split, dims, f"E_rel_{ref}", lambda v: f"{v:.2f}", f"n_{ref}"), ""]
+    lines += learnt_tables(rows, refs, p, dims)
     lines += ["## Tables 2–3: E_abs (×100)", ""]
     for split in p.meta["splits"]:
         lines += [table(rows, split, dims, "E_abs", lambda v: f"{100 * v:.1f}", "n"), ""]
     lines += left_out(rows)
+    if p.meta.get("rank"):
+        lines += rank_section(p, dims)
     lines += ["References, E_abs of prompt tuning, fine-tuning and the PLM with no prompt on the same tasks:", "",
               reference_rows(p, refs), "", "## Prompt tuning against the untuned PLM", "", against_untuned(refs), "",
               "## Time per training step", "", costs(p, rows), ""]

@@ -15,25 +15,30 @@ import checkpoint
 import evaluate
 
 
-def scores_of(job):
-    """{task: test score} of a finished stage folder, or None when it has not run."""
-    got = job.results() if job else None                  # one read of its files
+def scores_of(job, column="test"):
+    """{task: test score} of a finished stage folder, or None when it has not run (column: test_rank
+    for --eval both's rank classification)."""
+    got = job.results(column) if job else None            # one read of its files
     return got if got is not None and len(got) == len(job.tasks) else None
 
 
-def numbers(p):
+def numbers(p, column="test"):
     """Every cell's tasks, scores and summary, from the results files (each read once; a stage
     serves several cells). A cell of several jobs (the random subspace's draws) scores each task
-    by its mean over them, and is missing until all have run.
+    by its mean over them, and is missing until all have run. E_rel^PT is also taken over the
+    tasks PT learns (PT above the untuned PLM: "E_rel_learnt"), a task PT never learns telling
+    nothing of a subspace. column: test, or test_rank (--eval both's rank classification).
     -> ([row dict per cell], {"PT", "FT", "untuned": {task: score} or None})"""
     read = {}
 
     def results(job):
         if job.folder not in read:
-            read[job.folder] = scores_of(job)
+            read[job.folder] = scores_of(job, column)
         return read[job.folder]
 
-    refs = {"PT": scores_of(p.pt), "FT": scores_of(p.ft), "untuned": scores_of(p.untuned)}
+    refs = {"PT": scores_of(p.pt, column), "FT": scores_of(p.ft, column), "untuned": scores_of(p.untuned, column)}
+    learnt = {t: v for t, v in refs["PT"].items() if t in refs["untuned"] and v > refs["untuned"][t]} \
+        if refs["PT"] and refs["untuned"] else None
     rows = []
     for cell in p.cells:
         runs = [results(j) for j in cell.jobs]
@@ -51,6 +56,8 @@ def numbers(p):
                 row[f"n_{name}"] = s["E_rel_tasks"] if s else 0
                 row[f"left_out_{name}"] = {"excluded": s["excluded"], "unmatched": s["unmatched"]} if s else {}
             row["E_abs"] = sum(got.values()) / len(got) if got else math.nan
+            s = evaluate.summarise(got, learnt) if got and learnt is not None and not cell.ref else None
+            row["E_rel_learnt"], row["n_learnt"] = (s["E_rel"], s["E_rel_tasks"]) if s else (math.nan, 0)
         rows.append(row)
     return rows, refs
 

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from tqdm import tqdm
@@ -89,7 +89,8 @@ class Config:
     max_input_len: int = opt(412, "input tokens kept, </s> included (the authors' 512 minus 100 prompt rows)")
     max_target_len: int = opt(64, "target tokens kept, and the generation limit (the authors' 64)")
     eval: str = opt("generate", "generate: decode answers (CrossFit's) | rank: cls tasks pick the most likely "
-                                "class (rank classification: no decoding), the others still generate")
+                                "class (rank classification: no decoding), the others still generate | both: select "
+                                "and score by generation, and score the test sets by rank too (results.tsv's test_rank)")
     num_beams: int = opt(1, "beams for dev/test generation (the authors' 4; greedy is ~4x cheaper)")
     eval_batch_size: int = opt(64, "rows per generation batch")
     max_test: int = opt(0, "score at most this many test examples per task (first ones); 0: all")
@@ -106,7 +107,7 @@ class Config:
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt"), "prompt_init": ("normal", "vocab", "labels"),
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank", "both"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt"), "prompt_init": ("normal", "vocab", "labels"),
                    "z_init": ("normal", "zeros", "mean"), "transfer": ("", "mean", "nearest")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -298,12 +299,18 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
     state = {n: p.detach().clone() for n, p in stage.module.named_parameters()}
     with trainstep.autocast(cfg, model.device):
         test = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(prepared)), "test")
+        ranked = dict(test)                          # --eval both: cls tasks again, by rank classification
+        cls = [k for k, p in enumerate(prepared) if p["options"]] if cfg.eval == "both" else []
+        if cls:
+            ranked.update(plm.score_tasks(replace(cfg, eval="rank"), model, tokenizer, stage.prompts, prepared, cls, "test"))
     dev_best = {k: g["best"] for g in groups for k in g["tasks"]}
-    lines = ["task\tmetric\tdev\ttest\tsteps\tbest_step"]
+    both = cfg.eval == "both"
+    lines = ["task\tmetric\tdev\ttest\tsteps\tbest_step" + "\ttest_rank" * both]
     for g in groups:
         for k in g["tasks"]:
             p = prepared[k]
-            lines.append(f"{p['name']}\t{p['metric']}\t{dev_best[k]:.4f}\t{test[k]:.4f}\t{g['steps']}\t{g['best_step']}")
+            lines.append(f"{p['name']}\t{p['metric']}\t{dev_best[k]:.4f}\t{test[k]:.4f}\t{g['steps']}\t{g['best_step']}"
+                         + f"\t{ranked[k]:.4f}" * both)
     if stage.artifact:
         stage.artifact(out, state)
     checkpoint.write_text(out / "results.tsv", "\n".join(lines + [note] * bool(note)) + "\n")

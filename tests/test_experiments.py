@@ -380,3 +380,10 @@ def test_the_runner_on_real_crossfit_files_with_a_tiny_local_model(tmp_path):
     ist = [r for r in summary["rows"] if (r["cell"].split, r["cell"].challenge) == ("random", "T_test(IST)")]
     assert [r["n"] for r in ist] == [1, 1] and all(0 <= r["E_abs"] <= 1 for r in ist)
     experiments.main(argv)                                   # everything finished: nothing runs again
+
+
+def test_the_linear_subspace_is_not_planned_beyond_its_training_prompts(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random", "--dims", "2,4", "--did-dims", "none",
+                                  "--no-ablations"))
+    assert {c.dim for c in p.cells if "(PCA)" in c.challenge} == {2}
+    assert p.meta["linear_skipped"] == ["random at d_I = 4 (its 3 training prompts)"]
