@@ -47,7 +47,7 @@ paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: r
 oracle: $(VENV)        ## the world's own knee: IST through its true conditioning, d = 1 … d* (10 min)
 	$(PY) oracle.py $(VARIANT)
 
-real: $(VENV) $(SMOL)  ## PT -> MSF -> IST on the real tasks with SmolLM2: runs/smollm2/report.md (CPU: SPLIT=cls-small)
+real: $(VENV) $(SMOL)  ## the paper on the real tasks with SmolLM2 (a GPU; ARGS="--stop-after 8" in pieces): runs/smollm2/report.md (CPU: SPLIT=cls-small ARGS="--dims 1,3")
 	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \
 	    $(if $(call given,RUN),--run $(RUN)) $(ARGS)
 
