@@ -10,7 +10,8 @@ cut off keeps every part it finished):
      task, unfused AdamW, one pass): its time and its largest loss and gradient difference. Those in
      train.py (bf16 weights, clipping at once) and candidates not yet there (fused AdamW, passes under
      a token budget) are marked as such;
-  3. generation: rows/s of dev generation (HF generate; a hand-written decoder is not built yet);
+  3. generation: rows/s of dev generation, HF generate against decode.py's cached greedy loop, and
+     how many rows' answers differ;
   4. with --ratio, bench.py's whole-procedure ratio, per task against multi-task.
 
     python3 gpucheck.py --out "$OUT"                                   # on the device: T5-base shape, 100 × 8
@@ -136,12 +137,20 @@ def attention_kernels(cfg, model, stage, prepared, tokenizer, device):
 
 
 def generation(cfg, model, tokenizer, prepared, device):
-    """Dev generation of every task (HF generate, greedy): rows and rows/s."""
-    rows = sum(len(p["dev"]) for p in prepared)
-    with Timer(device) as t, trainstep.autocast(cfg, device):
-        plm.score_tasks(cfg, model, tokenizer, lambda idx: None, prepared, range(len(prepared)), "dev")
-    return {"rows": rows, "seconds": t.seconds, "rows_per_s": rows / t.seconds,
-            "decoder": "HF generate (a hand-written cached decoder is not built yet)"}
+    """Dev generation of every task, greedy, by HF generate and by decode.py's loop: rows/s of each,
+    their ratio, and how many rows' answers differ (none in fp32; bf16 may tip a near tie)."""
+    rows = [(k, ids) for k, p in enumerate(prepared) for ids, _ in p["dev"]]
+    got = {}
+    for decoder in ("hf", "own"):
+        run = dataclasses.replace(cfg, decoder=decoder)
+        with trainstep.autocast(cfg, device):
+            plm.predict(run, model, tokenizer, lambda idx: None, rows[:8])             # warm-up
+            with Timer(device) as t:
+                answers = plm.predict(run, model, tokenizer, lambda idx: None, rows)
+        got[decoder] = {"seconds": t.seconds, "rows_per_s": len(rows) / t.seconds, "answers": answers}
+    return {"rows": len(rows), "hf_rows_per_s": got["hf"]["rows_per_s"], "own_rows_per_s": got["own"]["rows_per_s"],
+            "own_over_hf": got["own"]["rows_per_s"] / got["hf"]["rows_per_s"],
+            "rows_differing": sum(a != b for a, b in zip(got["hf"]["answers"], got["own"]["answers"]))}
 
 
 class Report:

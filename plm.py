@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 import data
+import decode
 import distributed
 import evaluate
 import ipt
@@ -155,8 +156,12 @@ def predict(cfg, model, tokenizer, prompts, rows):
     for start in range(0, len(order), cfg.eval_batch_size):
         chunk = order[start:start + cfg.eval_batch_size]
         batch = data.collate([(rows[i][0], rows[i][1], [0]) for i in chunk], tokenizer.pad_token_id).to(model.device)
-        ids = ipt.generate(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask,
-                           max_new_tokens=cfg.max_target_len, num_beams=cfg.num_beams)
+        if cfg.decoder == "own" and decode.applies(model, cfg.num_beams):
+            ids = decode.greedy(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask,
+                                max_new_tokens=cfg.max_target_len)
+        else:
+            ids = ipt.generate(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask,
+                               max_new_tokens=cfg.max_target_len, num_beams=cfg.num_beams)
         for i, text in zip(chunk, tokenizer.batch_decode(ids, skip_special_tokens=True)):
             out[i] = text.strip()
     return out

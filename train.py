@@ -92,6 +92,8 @@ class Config:
                                 "class (rank classification: no decoding), the others still generate | both: select "
                                 "and score by generation, and score the test sets by rank too (results.tsv's test_rank)")
     num_beams: int = opt(1, "beams for dev/test generation (the authors' 4; greedy is ~4x cheaper)")
+    decoder: str = opt("own", "greedy generation by decode.py's cached loop (own: HF generate's tokens, fewer kernel "
+                              "launches and waits) or HF generate (hf); beams always use HF generate")
     eval_batch_size: int = opt(64, "rows per generation batch")
     max_test: int = opt(0, "score at most this many test examples per task (first ones); 0: all")
     keep_checkpoints: bool = opt(False, "keep checkpoint.safetensors (and .prev) once results.tsv is written; by "
@@ -108,7 +110,8 @@ class Config:
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
         choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank", "both"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt"), "prompt_init": ("normal", "vocab", "labels"),
-                   "z_init": ("normal", "zeros", "mean"), "transfer": ("", "mean", "nearest")}
+                   "z_init": ("normal", "zeros", "mean"), "transfer": ("", "mean", "nearest"),
+                   "decoder": ("own", "hf")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
@@ -148,7 +151,7 @@ STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, 
             "mpt": 0.3}                                        # MPT's P*, u, v: prompts, at PT's rate
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
-OPERATIONAL = {"device", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}
+OPERATIONAL = {"device", "decoder", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}
 
 
 def parse_args(argv=None):
