@@ -29,7 +29,6 @@ import torch
 
 import bench
 import data
-import ipt
 import plm
 import trainstep
 
