@@ -72,13 +72,13 @@ def all_reduce_grads(params):
         start += p.numel()
 
 
-def sum_scalar(x):
-    """A float summed over the ranks."""
+def sum_tensor(t):
+    """A 0-dim tensor summed over the ranks, left on its device (no wait for it to be read)."""
     if world() == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        return t
+    t = t.detach().double().reshape(1)
     dist.all_reduce(t)
-    return float(t)
+    return t[0]
 
 
 def gather(part, n):

@@ -95,7 +95,7 @@ def one_step(cfg, model, stage, batcher, names, pad_id, device, v, optimizer, ti
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     timers["optimiser"].append(t.seconds)
-    return loss, grads, {n: p.detach().clone() for n, p in stage.module.named_parameters()}
+    return float(loss), grads, {n: p.detach().clone() for n, p in stage.module.named_parameters()}
 
 
 def measure_variant(cfg, shape, tokenizer, prepared, device, v, steps):

@@ -107,11 +107,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
             group["lr"] = cfg.lr * trainstep.lr_at(cfg, step)
         if stage.module is model:
             model.train()
-        loss = trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), autocast)
-        if not math.isfinite(loss):
-            raise UserError(f"loss is {loss} at step {step} (tasks {', '.join(names[k] for k in active[:5])}…). "
-                            f"{'The checkpoint ' + str(ckpt) + ' holds the last evaluation.' if ckpt.is_file() else ''}"
-                            f" Lower --lr (now {cfg.lr}) or check these tasks' data, then re-run.")
+        losses.append(trainstep.forward_backward_in_memory(cfg, model, stage, batch, len(names), autocast))
         if cfg.clip:                                         # clip per group: tasks stay independent
             trainstep.clip_per_group([[params[n] for n in g["params"]] for g in groups if not g["done"]], cfg.clip)
         optimizer.step()
@@ -119,14 +115,20 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
         step += 1
         for g in groups:
             g["steps"] += not g["done"]
-        losses.append(loss)
         bar.update()
-        bar.set_postfix(loss=f"{loss:.4f}", tasks=len(active))
         if step % cfg.eval_every == 0 or step == cfg.steps:
+            loss = float(torch.stack(losses).double().mean())        # the steps' losses, read once
+            per_step = (time.time() - started) / len(losses)         # training only: the read waited for it
+            if not math.isfinite(loss):
+                kept = f" The checkpoint {ckpt} holds the last evaluation." if ckpt.is_file() else ""
+                raise UserError(f"loss is {loss} in steps {step - len(losses) + 1}–{step} (tasks "
+                                f"{', '.join(names[k] for k in active[:5])}…).{kept} Lower --lr (now {cfg.lr}) "
+                                "or check these tasks' data, then re-run.")
+            bar.set_postfix(loss=f"{loss:.4f}", tasks=len(active))
             with autocast:
                 dev = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, active, "dev")
             improved = select(cfg, groups, dev, params, best, step)
-            record = {"step": step, "loss": sum(losses) / len(losses), "s_per_step": (time.time() - started) / len(losses),
+            record = {"step": step, "loss": loss, "s_per_step": per_step,
                       "dev": {names[k]: v for k, v in dev.items()}, "active": len(active)}
             log.write(json.dumps(record) + "\n")
             log.flush()

@@ -41,7 +41,8 @@ def forward_backward(cfg, model, stage, batch, num_tasks, autocast):
     the gradients then summed over the ranks. Each task's loss is its token mean over the whole
     step (ipt.per_task_mean with the step's counts), and the once-a-step terms (MSF's α·rec) are
     added on one rank, whether it has rows or not: chunking and sharing leave the gradient as it
-    is. -> the loss (one host sync)."""
+    is. -> the loss, a 0-dim tensor on the device: the loop reads it at evaluations, not every step
+    (each read waits for the device)."""
     tokens = (batch.labels != ipt.IGNORE).float().sum(1)
     count = tokens.new_zeros(num_tasks).index_add(0, batch.task_idx, tokens)        # (K,) the whole step's
     if distributed.world() > 1:
@@ -62,7 +63,7 @@ def forward_backward(cfg, model, stage, batch, num_tasks, autocast):
             loss.backward()
         total = total + loss.detach()
     distributed.all_reduce_grads([p for p in stage.module.parameters() if p.requires_grad])
-    return distributed.sum_scalar(float(total))
+    return distributed.sum_tensor(total)
 
 
 def forward_backward_in_memory(cfg, model, stage, batch, num_tasks, autocast):

@@ -252,7 +252,7 @@ def test_chunked_step_has_the_gradient_of_one_pass(t5, llama, kind, B, budget, s
     results = []
     for tokens in (0, budget):
         cfg = train.Config(tokens_per_forward=tokens)
-        loss = trainstep.forward_backward(cfg, plm, st_, batch, K, torch.autocast("cpu", enabled=False))
+        loss = float(trainstep.forward_backward(cfg, plm, st_, batch, K, torch.autocast("cpu", enabled=False)))
         results.append((loss, {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}))
         module.zero_grad(set_to_none=True)
     (one, g1), (chunked, g2) = results
@@ -314,12 +314,12 @@ def test_msf_reconstruction_is_added_once_whichever_rank_has_rows(t5, monkeypatc
     monkeypatch.setattr(distributed, "world", lambda: 2)
     monkeypatch.setattr(distributed, "mine", lambda n: [])                              # every row elsewhere
     monkeypatch.setattr(distributed, "all_reduce_grads", lambda params: None)
-    monkeypatch.setattr(distributed, "sum_scalar", lambda x: x)
+    monkeypatch.setattr(distributed, "sum_tensor", lambda x: x)
     cpu, batch = torch.autocast("cpu", enabled=False), Batch(ids, mask, labels, torch.tensor([0, 1]))
     grads = {}
     for main in (True, False):
         monkeypatch.setattr(distributed, "is_main", lambda: main)
-        loss = trainstep.forward_backward(train.Config(), t5, st_, batch, K, cpu)
+        loss = float(trainstep.forward_backward(train.Config(), t5, st_, batch, K, cpu))
         grads[main] = {n: p.grad for n, p in st_.module.named_parameters()}
         st_.module.zero_grad(set_to_none=True)
     (2.0 * st_.module.reconstruction_error(torch.arange(K))).backward()
@@ -361,7 +361,7 @@ def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch)
     module = make_stage("pt", t5, K, 3, 2, g)
     stage = stages.Stage(module, module, [])
     cpu = torch.autocast("cpu", enabled=False)
-    expected = trainstep.forward_backward(train.Config(), t5, stage, batch, K, cpu)
+    expected = float(trainstep.forward_backward(train.Config(), t5, stage, batch, K, cpu))
     grads = {n: p.grad.clone() for n, p in module.named_parameters()}
     module.zero_grad(set_to_none=True)
     real = ipt.token_losses
@@ -372,7 +372,7 @@ def test_out_of_memory_halves_the_passes_and_keeps_the_gradient(t5, monkeypatch)
         return real(plm, prompt, input_ids, attention_mask, labels, *rest)
     monkeypatch.setattr(ipt, "token_losses", small_device)
     cfg = train.Config()
-    assert trainstep.forward_backward_in_memory(cfg, t5, stage, batch, K, cpu) == pytest.approx(expected, rel=1e-5)
+    assert float(trainstep.forward_backward_in_memory(cfg, t5, stage, batch, K, cpu)) == pytest.approx(expected, rel=1e-5)
     assert 0 < cfg.tokens_per_forward <= 20
     assert all(torch.allclose(p.grad, grads[n], atol=1e-6) for n, p in module.named_parameters())
     monkeypatch.setattr(ipt, "token_losses", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError()))

@@ -279,8 +279,9 @@ def test_missing_tasks_are_loud_unless_allowed(world):
 def test_nan_loss_stops_with_advice(world, monkeypatch):
     real = trainstep.ipt.token_losses
     monkeypatch.setattr(trainstep.ipt, "token_losses", lambda *a, **k: real(*a, **k) * float("nan"))
-    with pytest.raises(SystemExit, match=r"loss is nan at step 0.*Lower --lr"):
+    with pytest.raises(SystemExit, match=r"loss is nan in steps 1–10 \(tasks first-word…\)\. Lower --lr"):
         train.main(args(world, "nan", "--stage", "pt", "--task", "first-word"))
+    assert not (world / "runs" / "nan" / "pt-s100-first-word" / "checkpoint.safetensors").exists()   # nothing saved
 
 
 def test_unknown_task_and_bad_options(world):
