@@ -68,11 +68,17 @@ def token_losses(plm, prompt, input_ids, attention_mask, labels, label_smoothing
     Encoder-decoder: the decoder is untouched, it reads the usual right-shifted labels."""
     if not plm.config.is_encoder_decoder:
         logits = causal_target_logits(plm, prompt, input_ids, attention_mask, labels)
-    else:
-        encoder_outputs, mask = encode(plm, prompt, input_ids, attention_mask)
-        decoder_input_ids = plm.prepare_decoder_input_ids_from_labels(labels=labels)
-        logits = plm(encoder_outputs=encoder_outputs, attention_mask=mask,
-                     decoder_input_ids=decoder_input_ids).logits       # (B, L, V)
+        return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
+                               reduction="none", label_smoothing=label_smoothing)
+    encoder_outputs, mask = encode(plm, prompt, input_ids, attention_mask)
+    return decoder_losses(plm, encoder_outputs.last_hidden_state, mask, labels, label_smoothing)
+
+
+def decoder_losses(t5, hidden, mask, labels, label_smoothing=0.0):
+    """The decoder's part of token_losses, given the encoder's states hidden [B, S, H] and their
+    mask [B, S] (rank classification scores several targets of one encoded row) -> [B, L]."""
+    decoder_input_ids = t5.prepare_decoder_input_ids_from_labels(labels=labels)
+    logits = t5(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=decoder_input_ids).logits  # (B, L, V)
     return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
                            reduction="none", label_smoothing=label_smoothing)
 

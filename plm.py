@@ -170,19 +170,44 @@ def predict(cfg, model, tokenizer, prompts, rows):
 @torch.no_grad()
 def rank(cfg, model, tokenizer, prompts, rows, prepared):
     """Rank classification: each row's answer is the option (a class of its task) with the highest
-    log-likelihood, summed over its tokens, </s> included. One forward per row and option, no decoding."""
+    log-likelihood, summed over its tokens, </s> included. No decoding; a T5 encodes each row once for
+    all its options, a decoder-only model runs [P; x; option] for each."""
     pairs = [(i, option) for i, (k, _) in enumerate(rows) for option in prepared[k]["options"]]
-    scores = []
-    for start in range(0, len(pairs), cfg.eval_batch_size):
-        chunk = pairs[start:start + cfg.eval_batch_size]
-        batch = data.collate([(rows[i][0], rows[i][1], o) for i, o in chunk], tokenizer.pad_token_id).to(model.device)
-        losses = ipt.token_losses(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask, batch.labels)
-        scores += (-losses.float().sum(1)).tolist()                     # log p(option | prompt, x)
+    scores = (option_scores_t5 if model.config.is_encoder_decoder else option_scores)(cfg, model, tokenizer,
+                                                                                       prompts, rows, pairs)
     best = {}
     for (i, option), score in zip(pairs, scores):
         if i not in best or score > best[i][0]:
             best[i] = (score, option)
     return [tokenizer.decode(best[i][1], skip_special_tokens=True).strip() for i in range(len(rows))]
+
+
+def option_scores(cfg, model, tokenizer, prompts, rows, pairs):
+    """log p(option | prompt, x) of each (row, option) pair, one forward of [P; x; option] each."""
+    scores = []
+    for start in range(0, len(pairs), cfg.eval_batch_size):
+        chunk = pairs[start:start + cfg.eval_batch_size]
+        batch = data.collate([(rows[i][0], rows[i][1], o) for i, o in chunk], tokenizer.pad_token_id).to(model.device)
+        losses = ipt.token_losses(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask, batch.labels)
+        scores += (-losses.float().sum(1)).tolist()
+    return scores
+
+
+def option_scores_t5(cfg, model, tokenizer, prompts, rows, pairs):
+    """The same for a T5: the encoder runs once per row, its states shared by the row's options."""
+    scores = []
+    for start in range(0, len(rows), cfg.eval_batch_size):
+        batch = data.collate([(k, ids, [0]) for k, ids in rows[start:start + cfg.eval_batch_size]],
+                             tokenizer.pad_token_id).to(model.device)
+        encoded, mask = ipt.encode(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask)
+        mine = [(i - start, o) for i, o in pairs if start <= i < start + len(batch.input_ids)]
+        for first in range(0, len(mine), cfg.eval_batch_size):
+            part = mine[first:first + cfg.eval_batch_size]
+            which = torch.tensor([j for j, _ in part], device=model.device)
+            labels = data.collate([(0, [0], o) for _, o in part], tokenizer.pad_token_id).labels.to(model.device)
+            losses = ipt.decoder_losses(model, encoded.last_hidden_state[which], mask[which], labels)
+            scores += (-losses.float().sum(1)).tolist()
+    return scores
 
 
 def score_tasks(cfg, model, tokenizer, prompts, prepared, tasks, split):

@@ -63,11 +63,28 @@ def test_rank_picks_the_option_of_highest_log_likelihood(monkeypatch):
             out[b, :len(r)] = torch.tensor(per_option[r]) + (0.5 if input_ids[b, 0] == 2 and r == (6, 6, 1) else 0)
         return out
     monkeypatch.setattr(ipt, "token_losses", token_losses)
-    model = type("Model", (), {"device": torch.device("cpu")})()
+    model = type("Model", (), {"device": torch.device("cpu"), "config": type("C", (), {"is_encoder_decoder": False})})()
     cfg = train.Config(eval_batch_size=2)
     prepared = [{"options": [[5, 1], [6, 6, 1], [7, 1]]}]
     got = plm.rank(cfg, model, Tokens(), lambda idx: None, [(0, [3, 4]), (0, [2, 4])], prepared)
     assert got == ["6 6 1", "5 1"]                                   # row 2: option 2 made less likely
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**16), B=st.integers(1, 6), batch=st.integers(1, 7))
+def test_t5_encodes_each_row_once_and_scores_each_option_as_a_whole_pass_would(t5, seed, B, batch):
+    """option_scores_t5 (the encoder once a row, its states shared by the options) against
+    option_scores (a forward of [P; x] and the option for every pair), per-row prompts, any batch size."""
+    g = torch.Generator().manual_seed(seed)
+    rows = [(k % 2, torch.randint(2, 60, (int(torch.randint(1, 7, (1,), generator=g)),), generator=g).tolist())
+            for k in range(B)]
+    options = [[[5, 1], [6, 7, 1], [8, 1]], [[9, 9, 9, 1], [10, 1]]]                # task 0: three, task 1: two
+    pairs = [(i, o) for i, (k, _) in enumerate(rows) for o in options[k]]
+    prompts = torch.randn(2, 3, 16, generator=g)
+    cfg, tokens = train.Config(eval_batch_size=batch), type("T", (), {"pad_token_id": 0})()
+    whole = plm.option_scores(cfg, t5, tokens, lambda idx: prompts[idx], rows, pairs)
+    once = plm.option_scores_t5(cfg, t5, tokens, lambda idx: prompts[idx], rows, pairs)
+    assert once == pytest.approx(whole, abs=1e-4, rel=1e-5)
 
 
 @pytest.mark.slow
