@@ -1,8 +1,9 @@
 """
 Greedy decoding written out: the encoder (T5) or [P; x] (decoder-only) runs once, then one forward
 of the newest token a step through the model's own KV cache (T5's cross-attention keys and values
-are computed once, in the first step), finished rows fed padding, and the loop's end checked every
-`check_every` steps rather than every step (each check waits for the device). It gives HF
+are computed once, in the first step), finished rows fed padding, and the loop's end checked at each
+of the first `check_every` steps (labels end there), then every `check_every` (each check waits for
+the device). It gives HF
 `generate(do_sample=False, num_beams=1)`'s tokens (tests/test_decode.py); beams, and models whose
 generation config changes the logits (a repetition penalty, say), stay on `ipt.generate`.
 """
@@ -70,7 +71,8 @@ def greedy(plm, prompt, input_ids, attention_mask, max_new_tokens=32, check_ever
         token = torch.where(done, pad, logits.argmax(-1))[:, None]                    # (B, 1)
         out.append(token)
         done |= torch.isin(token[:, 0], eos)
-        if i + 1 == max_new_tokens or ((i + 1) % check_every == 0 and bool(done.all())):
+        checked = i < check_every or (i + 1) % check_every == 0     # short answers (a label) end early
+        if i + 1 == max_new_tokens or (checked and bool(done.all())):
             break
         logits = step(token)
     ids = torch.cat(out, 1)

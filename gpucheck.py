@@ -11,7 +11,8 @@ cut off keeps every part it finished):
      train.py (bf16 weights, clipping at once) and candidates not yet there (fused AdamW, passes under
      a token budget) are marked as such;
   3. generation: rows/s of dev generation, HF generate against decode.py's cached greedy loop, and
-     how many rows' answers differ;
+     how many rows' answers differ; rank classification, a forward per (row, option) against the
+     encoder once per row;
   4. with --ratio, bench.py's whole-procedure ratio, per task against multi-task.
 
     python3 gpucheck.py --out "$OUT"                                   # on the device: T5-base shape, 100 × 8
@@ -152,6 +153,26 @@ def generation(cfg, model, tokenizer, prepared, device):
             "rows_differing": sum(a != b for a, b in zip(got["hf"]["answers"], got["own"]["answers"]))}
 
 
+def ranking(cfg, model, tokenizer, prepared, device):
+    """Rank classification of the cls tasks' dev rows: a forward per (row, option) pair against the
+    encoder once per row (plm.option_scores_t5): pairs/s of each and their largest score difference."""
+    rows = [(k, ids) for k, p in enumerate(prepared) if p["options"] for ids, _ in p["dev"]]
+    pairs = [(i, o) for i, (k, _) in enumerate(rows) for o in prepared[k]["options"]]
+    if not pairs:
+        return {"pairs": 0}
+    got = {}
+    for name, scores in (("per_pair", plm.option_scores), ("encode_once", plm.option_scores_t5)):
+        with torch.no_grad(), trainstep.autocast(cfg, device):
+            scores(cfg, model, tokenizer, lambda idx: None, rows[:4], [q for q in pairs if q[0] < 4])   # warm-up
+            with Timer(device) as t:
+                got[name] = scores(cfg, model, tokenizer, lambda idx: None, rows, pairs)
+        got[name + "_pairs_per_s"] = len(pairs) / t.seconds
+    return {"pairs": len(pairs), "per_pair_pairs_per_s": got["per_pair_pairs_per_s"],
+            "encode_once_pairs_per_s": got["encode_once_pairs_per_s"],
+            "speed_up": got["encode_once_pairs_per_s"] / got["per_pair_pairs_per_s"],
+            "largest_score_difference": max(abs(a - b) for a, b in zip(got["per_pair"], got["encode_once"]))}
+
+
 class Report:
     """gpu-check.json and gpu-check.md under `out`, rewritten after every part."""
 
@@ -211,6 +232,7 @@ def main(argv=None):
                                       "peak": how, "tokens_per_s": tokens / fb, "padding_one_pass": pad_one,
                                       "attention_kernels": attention_kernels(cfg, model, stage, prepared, tokenizer, device)})
     report.add("generation", generation(cfg, model, tokenizer, prepared, device))
+    report.add("rank classification", ranking(cfg, model, tokenizer, prepared, device))
     if args.ratio:
         a = bench.procedure(cfg, model, tokenizer, prepared, True, device)
         b = bench.procedure(cfg, model, tokenizer, prepared, False, device)

@@ -20,4 +20,5 @@ def test_the_device_check_runs_on_a_cpu_and_writes_every_part(tmp_path):
             assert got["loss_diff"] == 0 and got["max_grad_diff"] == 0 and got["max_param_diff_after_step"] == 0
     assert parts["the optimised step"]["GFLOP"] > 0 and parts["generation"]["own_rows_per_s"] > 0
     assert parts["generation"]["rows_differing"] == 0                      # fp32: the same answers
+    assert parts["rank classification"]["largest_score_difference"] < 1e-4
     assert "## generation" in (tmp_path / "gpu-check.md").read_text()
