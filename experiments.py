@@ -12,7 +12,8 @@ Under --run (default runs/paper):
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
   <split>/reconstruct-d<d>-…/            its reconstruction of the held-out tasks' own PT prompts,
   <split>/ist-d<d>-…/                    IST on seen tasks (same data, and resampled: seed 21) and held-out ones
-  <split>/ist-pca-d<d>-…/                beyond the paper: IST through the PT prompts' linear span (--no-linear: not)
+  <split>/ist-pca-d<d>-…/                beyond the paper (beyond.py): IST through the PT prompts' linear span,
+  <split>/mpt/, <split>/ist-mpt-…/         MPT's shared prompt and each held-out task's u, v (--no-linear, --no-mpt)
   <split>/msf-d<d>-seed<N>/, …-msf<N>/ --msf-draws: more draws of the subspace, each with its own users
   random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task (one draw per seed)
   did/did-d<d>-…/<task>/               the DID baseline (did.py) on every held-out task, at --did-dims
@@ -20,7 +21,8 @@ Under --run (default runs/paper):
   random_<n>/msf-d<d>/, …/ist-…        Fig. 5: MSF on n % of the random split's training tasks, IST on its held-out ones
   cls-2K/                              Fig. 6: the cls split's PT, MSF and IST on 2K-shot files
   stability/, random/ist-…-seed<N>/,   Table 4: PT, FT and IST under seeds 43, 44, … (seed 42: the runs above),
-  stage-two/pt-from-ist-…/               and stage two, PT started from each IST run's Proj_b(z)
+  stage-two/pt-from-ist-…/               and stage two, PT started from each IST run's Proj_b(z);
+  transfer/pt-transfer-{mean,nearest}-…/   beyond the paper, SPoT's starts under the same seeds (--no-transfer)
 
     python experiments.py                          # make paper: on the offline world, all three splits
     python experiments.py --demo                   # make demo: the random split, no fine-tuning
