@@ -2,7 +2,6 @@
 and, when ../shared/data/crossfit is present, every real file through the same code."""
 import io
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch

