@@ -67,9 +67,8 @@ def token_losses(plm, prompt, input_ids, attention_mask, labels, label_smoothing
     """Per-token cross-entropy of the targets, [B, L], 0 where labels == IGNORE (Eq. PT).
     Encoder-decoder: the decoder is untouched, it reads the usual right-shifted labels."""
     if not plm.config.is_encoder_decoder:
-        logits = causal_target_logits(plm, prompt, input_ids, attention_mask, labels)
-        return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
-                               reduction="none", label_smoothing=label_smoothing)
+        return target_losses(causal_target_logits(plm, prompt, input_ids, attention_mask, labels), labels,
+                             label_smoothing)
     encoder_outputs, mask = encode(plm, prompt, input_ids, attention_mask)
     return decoder_losses(plm, encoder_outputs.last_hidden_state, mask, labels, label_smoothing)
 
@@ -79,6 +78,11 @@ def decoder_losses(t5, hidden, mask, labels, label_smoothing=0.0):
     mask [B, S] (rank classification scores several targets of one encoded row) -> [B, L]."""
     decoder_input_ids = t5.prepare_decoder_input_ids_from_labels(labels=labels)
     logits = t5(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=decoder_input_ids).logits  # (B, L, V)
+    return target_losses(logits, labels, label_smoothing)
+
+
+def target_losses(logits, labels, label_smoothing=0.0):
+    """Cross-entropy of each target token: logits [B, L, V], labels [B, L] -> [B, L], 0 at IGNORE."""
     return F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE,
                            reduction="none", label_smoothing=label_smoothing)
 
