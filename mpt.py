@@ -35,14 +35,10 @@ class RankOne(nn.Module):
         return self.shared * (u[:, :, None] * v[:, None, :])
 
 
-class MultitaskPrompts(nn.Module):
-    """The source stage: P* and every task's u, v train (one ParameterList entry a task: its z)."""
+class MultitaskPrompts(ipt.IntrinsicPrompts):
+    """The source stage: IST's prompts through RankOne, with P* trainable too (one z = [u; v] a task)."""
 
     def __init__(self, shared, num_tasks):
-        super().__init__()
-        self.rank_one = RankOne(shared)
-        self.z = nn.ParameterList(nn.Parameter(z) for z in self.rank_one.start(num_tasks))
-
-    def forward(self, task_idx):                                       # (B,) -> (B, P, H)
-        return ipt.gather_per_row(lambda ts: self.rank_one.decode(torch.stack([self.z[t] for t in ts.tolist()])),
-                           task_idx)
+        rank_one = RankOne(shared)
+        super().__init__(rank_one, rank_one.start(num_tasks))
+        self.autoencoder.requires_grad_(True)                          # IST freezes it; MPT's source trains P*

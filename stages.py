@@ -308,7 +308,7 @@ def setup_mpt(cfg, plm, tokenizer, names, prepared, shared):
     module = mpt.MultitaskPrompts(shared, len(names))
 
     def artifact(out, state):
-        checkpoint.save(out / "shared_prompt.safetensors", {"shared": state["rank_one.shared"]}, tasks=names)
+        checkpoint.save(out / "shared_prompt.safetensors", {"shared": state["autoencoder.shared"]}, tasks=names)
     every = list(range(len(names)))
     return Stage(module, module, [(every, [n for n, _ in module.named_parameters()])], artifact=artifact)
 

@@ -9,7 +9,7 @@ import mpt
 import stages
 import train
 import transfer
-from test_train import args, metrics, results
+from test_train import args, metrics, results, spy_start
 
 
 def test_mean_start_is_the_mean_and_nearest_is_the_most_cosine_similar():
@@ -37,7 +37,7 @@ def test_mpt_source_trains_the_shared_prompt_and_each_tasks_u_v():
     module = mpt.MultitaskPrompts(torch.randn(2, 4), num_tasks=3)
     assert sum(p.numel() for p in module.parameters()) == 2 * 4 + 3 * (2 + 4)
     module(torch.tensor([0, 2, 2])).square().sum().backward()
-    assert module.rank_one.shared.grad is not None and module.z[1].grad is None and module.z[2].grad is not None
+    assert module.autoencoder.shared.grad is not None and module.z[1].grad is None and module.z[2].grad is not None
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +47,6 @@ def prompts_and_ist(world):
     train.main(args(world, "beyond", "--stage", "msf", "--steps", "10"))
     train.main(args(world, "beyond", "--stage", "ist", "--tasks-from", "test", "--steps", "10"))
     return world / "runs" / "beyond"
-
-
-def spy_start(monkeypatch):
-    start, real = {}, stages.SETUPS["pt"]
-
-    def spy(*a, **k):
-        stage = real(*a, **k)
-        start["prompts"] = torch.stack([p.detach().clone() for p in stage.module.prompts])
-        return stage
-    monkeypatch.setitem(stages.SETUPS, "pt", spy)
-    return start
 
 
 @pytest.mark.slow
