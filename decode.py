@@ -3,9 +3,9 @@ Greedy decoding written out: the encoder (T5) or [P; x] (decoder-only) runs once
 of the newest token a step through the model's own KV cache (T5's cross-attention keys and values
 are computed once, in the first step), finished rows fed padding, and the loop's end checked at each
 of the first `check_every` steps (labels end there), then every `check_every` (each check waits for
-the device). It gives HF
-`generate(do_sample=False, num_beams=1)`'s tokens (tests/test_decode.py); beams, and models whose
-generation config changes the logits (a repetition penalty, say), stay on `ipt.generate`.
+the device). It gives HF `generate(do_sample=False, num_beams=1)`'s tokens (tests/test_decode.py);
+beams, and models whose generation config changes the logits (a repetition penalty, say), stay on
+`ipt.generate`.
 """
 import inspect
 
@@ -43,9 +43,9 @@ def stop_ids(plm, device):
 def greedy(plm, prompt, input_ids, attention_mask, max_new_tokens=32, check_every=4):
     """As ipt.generate with num_beams = 1: -> ids (B, steps); T5's begin with the decoder start token,
     a decoder-only model's are the new tokens only. Rows that have ended are padded."""
-    pad = plm.generation_config.pad_token_id
-    pad = pad if pad is not None else stop_ids(plm, input_ids.device)[0].item()
     eos, name = stop_ids(plm, input_ids.device), cache_argument(plm)
+    pad = plm.generation_config.pad_token_id
+    pad = pad if pad is not None else eos[0].item()
     if plm.config.is_encoder_decoder:
         hidden, mask = ipt.encode(plm, prompt, input_ids, attention_mask)
         start = torch.full((len(input_ids), 1), plm.generation_config.decoder_start_token_id, device=input_ids.device)
@@ -76,7 +76,7 @@ def greedy(plm, prompt, input_ids, attention_mask, max_new_tokens=32, check_ever
             break
         logits = step(token)
     ids = torch.cat(out, 1)
-    keep = ids.size(1)                      # drop trailing all-padding columns (checks every few steps)
-    while keep > 1 and bool((ids[:, keep - 1] == pad).all()) and bool(done.all()):
+    keep, ended = ids.size(1), bool(done.all())     # every row ended: drop the padding after the last end
+    while ended and keep > 1 and bool((ids[:, keep - 1] == pad).all()):
         keep -= 1
     return ids[:, :keep]

@@ -195,12 +195,14 @@ def option_scores(cfg, model, tokenizer, prompts, rows, pairs):
 
 def option_scores_t5(cfg, model, tokenizer, prompts, rows, pairs):
     """The same for a T5: the encoder runs once per row, its states shared by the row's options."""
-    scores = []
+    scores, options = [], {}
+    for i, o in pairs:                                  # each row's options (pairs come row by row)
+        options.setdefault(i, []).append(o)
     for start in range(0, len(rows), cfg.eval_batch_size):
-        batch = data.collate([(k, ids, [0]) for k, ids in rows[start:start + cfg.eval_batch_size]],
-                             tokenizer.pad_token_id).to(model.device)
+        end = min(start + cfg.eval_batch_size, len(rows))
+        batch = data.collate([(k, ids, [0]) for k, ids in rows[start:end]], tokenizer.pad_token_id).to(model.device)
         encoded, mask = ipt.encode(model, prompts(batch.task_idx), batch.input_ids, batch.attention_mask)
-        mine = [(i - start, o) for i, o in pairs if start <= i < start + len(batch.input_ids)]
+        mine = [(i - start, o) for i in range(start, end) for o in options.get(i, [])]
         for first in range(0, len(mine), cfg.eval_batch_size):
             part = mine[first:first + cfg.eval_batch_size]
             which = torch.tensor([j for j, _ in part], device=model.device)

@@ -176,12 +176,11 @@ def finish(cfg, model, tokenizer, stage, prepared, groups, best, out, note):
     state = {n: p.detach().clone() for n, p in stage.module.named_parameters()}
     with trainstep.autocast(cfg, model.device):
         test = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, range(len(prepared)), "test")
-        ranked = dict(test)                          # --eval both: cls tasks again, by rank classification
-        cls = [k for k, p in enumerate(prepared) if p["options"]] if cfg.eval == "both" else []
+        both, ranked = cfg.eval == "both", dict(test)    # --eval both: cls tasks again, by rank classification
+        cls = [k for k, p in enumerate(prepared) if p["options"]] if both else []
         if cls:
             ranked.update(plm.score_tasks(replace(cfg, eval="rank"), model, tokenizer, stage.prompts, prepared, cls, "test"))
     dev_best = {k: g["best"] for g in groups for k in g["tasks"]}
-    both = cfg.eval == "both"
     lines = ["task\tmetric\tdev\ttest\tsteps\tbest_step" + "\ttest_rank" * both]
     for g in groups:
         for k in g["tasks"]:
