@@ -224,11 +224,8 @@ def test_ist_through_the_linear_span_of_the_training_prompts(pipeline, world):
         train.main(args(world, "main", "--stage", "ist", "--subspace", "pca", "--intrinsic-dim", "4"))
 
 
-@pytest.mark.slow
-def test_stage_two_starts_exactly_at_ist_solution(pipeline, world, monkeypatch):
-    """§4.3's stage two: PT from --init-from-ist begins at Proj_b(z_best) of that IST run, bit for
-    bit, and its evaluation of the start (step 0) scores IST's best dev score."""
-    ist = pipeline / "ist-d3-s100-test"
+def spy_start(monkeypatch):
+    """Make PT's setup record the prompts a run starts from: -> {"prompts": (K, P, H)} once it runs."""
     start, real = {}, stages.SETUPS["pt"]
 
     def spy(*a, **k):
@@ -236,6 +233,14 @@ def test_stage_two_starts_exactly_at_ist_solution(pipeline, world, monkeypatch):
         start["prompts"] = torch.stack([p.detach().clone() for p in stage.module.prompts])
         return stage
     monkeypatch.setitem(stages.SETUPS, "pt", spy)
+    return start
+
+
+@pytest.mark.slow
+def test_stage_two_starts_exactly_at_ist_solution(pipeline, world, monkeypatch):
+    """§4.3's stage two: PT from --init-from-ist begins at Proj_b(z_best) of that IST run, bit for
+    bit, and its evaluation of the start (step 0) scores IST's best dev score."""
+    ist, start = pipeline / "ist-d3-s100-test", spy_start(monkeypatch)
     train.main(args(world, "main", "--stage", "pt", "--tasks-from", "test", "--steps", "10", "--init-from-ist", str(ist)))
     z, meta = checkpoint.load(ist / "z.safetensors")
     ae, _ = stages.load_autoencoder(meta["autoencoder"])
