@@ -16,6 +16,11 @@ VARIANT = $(foreach w,$(WORLD),--world $(w))
 PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN)) $(VARIANT)
 
+# The offline world's commands compute the same bits on every x86-64 CPU (numerics.py); a real model
+# or real data runs on the CPU's own code paths (IPT_NUMERICS=pinned or native overrides either)
+demo oracle test test-fast: export IPT_NUMERICS ?= pinned
+paper: export IPT_NUMERICS ?= $(if $(call given,DATA),native,pinned)
+
 SMOL  := .venv/.smollm2
 .PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle gpu-check
 

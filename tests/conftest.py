@@ -5,8 +5,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-import pytest
-import torch
+import numerics
+
+numerics.pin()                    # before torch: the world's tests compute the same bits on every x86 CPU
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hypothesis import settings
 from transformers import T5Config, T5ForConditionalGeneration
 
@@ -17,6 +20,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 VOCAB, H = 64, 16
 CI = bool(os.environ.get("CI"))
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "crossfit"
+
+
+def pytest_report_header():
+    return numerics.state()
 
 
 def needs(present, what):
