@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+import cli
 import data
 import ipt
 import plm
@@ -191,8 +192,9 @@ def peak(device, bf16):
     return cores * mhz * 1e6 * per_cycle, f"{cores} cores × {mhz / 1000:.2f} GHz × {per_cycle} FLOP/cycle ({how})"
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=list(SHAPES) + ["both"], default="both")
     p.add_argument("--tasks", type=int, default=0, help="default: 20 (tiny), 4 (base)")
     p.add_argument("--steps", type=int, default=0, help="steps per task; default: 20 (tiny), 4 (base)")
@@ -212,7 +214,10 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", default=str(REAL), help="real CrossFit files; absent: the offline world")
     args = p.parse_args(argv)
+    cli.at_least(p, args, {"--tasks": 0, "--steps": 0, "--eval-every": 0, "--rows": 1, "--max-test": 1,
+                           "--prompt-len": 1, "--tokens-per-forward": -1, "--rounds": 0})
     device = plm.resolve_device(args.device)
+    cli.checked()
     for shape in (["tiny", "base"] if args.shape == "both" else [args.shape]):
         bench(args, shape, device)
 

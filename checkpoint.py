@@ -22,10 +22,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+import cli
 import distributed
 
 
-class CheckpointError(ValueError):
+class CheckpointError(cli.UserError):
     """A file on disk that is missing, damaged, busy or does not fit; the message says what to do."""
 
 

@@ -7,9 +7,10 @@ import argparse
 import math
 from dataclasses import dataclass, field, fields
 
+import cli
 import data
 import stages
-from data import UserError
+from cli import OptionError
 
 
 def opt(default, help):
@@ -93,7 +94,7 @@ class Config:
                    "decoder": ("own", "hf")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise UserError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
+                raise OptionError(f"unknown {flag(name)} {getattr(self, name)!r}: choose {', '.join(allowed)}")
         at_least = {"k": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "prompt_len": 1, "intrinsic_dim": 1,
                     "max_input_len": 1, "max_target_len": 1, "num_beams": 1, "eval_batch_size": 1,
                     "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0, "msf_seed": 0,
@@ -101,24 +102,24 @@ class Config:
         for name, low in at_least.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= low):
-                raise UserError(f"{flag(name)} must be a number ≥ {low}, got {value}")
+                raise OptionError(f"{flag(name)} must be a number ≥ {low}, got {value}")
         for name in ("warmup", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
+                raise OptionError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.stage == "reconstruct" and self.subspace != "msf":
-            raise UserError(f"--stage reconstruct applies the MSF autoencoder; --subspace {self.subspace} has none")
+            raise OptionError(f"--stage reconstruct applies the MSF autoencoder; --subspace {self.subspace} has none")
         if self.msf_seed != stages.DEFAULT_SEED and (self.stage not in ("ist", "reconstruct") or self.subspace != "msf"):
-            raise UserError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
+            raise OptionError("--msf-seed chooses the MSF subspace that --stage ist and reconstruct use")
         if (self.init_from_ist or self.init_from_peft) and self.stage != "pt":
-            raise UserError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
+            raise OptionError("--init-from-ist and --init-from-peft belong to --stage pt (they start prompt tuning)")
         if sum(map(bool, (self.init_from_ist, self.init_from_peft, self.transfer))) > 1:
-            raise UserError("give one of --init-from-ist, --init-from-peft and --transfer")
+            raise OptionError("give one of --init-from-ist, --init-from-peft and --transfer")
         if self.transfer_from and not self.transfer:
-            raise UserError("--transfer-from says where --transfer reads its prompts: give --transfer too")
+            raise OptionError("--transfer-from says where --transfer reads its prompts: give --transfer too")
         if self.transfer and self.stage != "pt":
-            raise UserError("--transfer belongs to --stage pt (it starts prompt tuning)")
+            raise OptionError("--transfer belongs to --stage pt (it starts prompt tuning)")
         if bool(self.similar_by) != (self.transfer == "nearest"):
-            raise UserError("--transfer nearest needs --similar-by (an IST stage folder), and --similar-by needs it")
+            raise OptionError("--transfer nearest needs --similar-by (an IST stage folder), and --similar-by needs it")
 
 
 # Adam step sizes: Lester et al. tune prompts at 0.3; full fine-tuning uses the usual T5 rate.
@@ -135,7 +136,7 @@ OPERATIONAL = {"device", "decoder", "eval_batch_size", "tokens_per_forward", "al
 
 def parse_args(argv=None, description=__doc__):
     """-> Config from the command line: one flag per field, its help and default from the field."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         helptext = f"{f.metadata['help']} (default: {f.default!r})"

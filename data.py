@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+import cli
+from cli import UserError  # noqa: F401  (the project's one kind of user's mistake, re-exported)
 from evaluate import METRICS
 from ipt import IGNORE
 
@@ -39,10 +41,6 @@ class Task:
 class Example:
     input: str
     references: tuple                    # one or more acceptable outputs
-
-
-class UserError(ValueError):
-    """Something the user can fix; the commands print it in one line, without a traceback."""
 
 
 class DataError(UserError):
@@ -340,8 +338,9 @@ def train_tokenizer(texts, vocab_size, out_dir, whole_words=()):
     return tokenizer
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="report which tasks of a split are present, with counts; exit 1 if any is not")
     c.add_argument("--data-dir", required=True, help="folder in CrossFit's layout")
@@ -350,10 +349,7 @@ def main(argv=None):
     c.add_argument("--k", type=int, default=16, help="the k in <task>_<k>_<seed>_<split>.tsv (default 16)")
     c.add_argument("--seed", type=int, default=100, help="which seed's files to count (default 100)")
     args = p.parse_args(argv)
-    try:
-        problems = check(args.data_dir, args.split, load_tasks(args.tasks_file), args.k, args.seed)
-    except DataError as e:
-        sys.exit(f"error: {e}")
+    problems = check(args.data_dir, args.split, load_tasks(args.tasks_file), args.k, args.seed)
     sys.exit(1 if problems else 0)
 
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import bench
+import cli
 import train
 import world
 
@@ -46,11 +47,15 @@ def fine_tuning_kept(shape, scratch):
     return out
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=list(bench.SHAPES), default="base")
     p.add_argument("--scratch", default="", help="where to write (default: a temporary folder)")
     args = p.parse_args(argv)
+    if args.scratch:
+        cli.folder_option("--scratch", args.scratch, writable=True)
+    cli.checked()
     with tempfile.TemporaryDirectory(dir=args.scratch or None) as scratch:
         got = fine_tuning_kept(args.shape, scratch)
     n = got["parameters"]

@@ -14,6 +14,9 @@ import string
 from collections import Counter
 from pathlib import Path
 
+import cli
+from cli import UserError
+
 PUNCTUATION = set(string.punctuation)
 
 
@@ -174,23 +177,23 @@ def read_results(path, column="test"):
     path = Path(path)
     files = [path] if path.is_file() else sorted(path.glob("results.tsv")) or sorted(path.glob("*/results.tsv"))
     if not files:
-        raise ValueError(f"no results.tsv at {path}")
+        raise UserError(f"no results.tsv at {path}")
     scores = {}
     for f in files:
         lines = [(n, line) for n, line in enumerate(f.read_text().splitlines(), 1)
                  if line.strip() and not line.startswith("#")]
         if not lines:
-            raise ValueError(f"{f} is empty: the run that writes it did not finish; re-run it")
+            raise UserError(f"{f} is empty: the run that writes it did not finish; re-run it")
         header = lines[0][1].split("\t")
         for needed in ("task", column):
             if needed not in header:
-                raise ValueError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)})")
+                raise UserError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)})")
         for number, line in lines[1:]:
             row = dict(zip(header, line.split("\t")))
             try:
                 scores[row["task"]] = float(row[column])
             except (KeyError, ValueError):
-                raise ValueError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}") from None
+                raise UserError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}") from None
     return scores
 
 
@@ -210,17 +213,15 @@ def markdown_table(scores, reference=None):
     return "\n".join(lines)
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="E_abs of a results.tsv, and E_rel against a reference results.tsv")
     c.add_argument("results", help="results.tsv (or stage folder) of the method, e.g. IST")
     c.add_argument("reference", nargs="?", help="results.tsv (or stage folder) of PT or fine-tuning")
     args = p.parse_args(argv)
-    try:
-        print(markdown_table(read_results(args.results), read_results(args.reference) if args.reference else None))
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+    print(markdown_table(read_results(args.results), read_results(args.reference) if args.reference else None))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ from ours; `generate(..., use_cache=False)` gives ours (tests/test_peft.py), mor
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 import checkpoint
+import cli
 import plm
 import stages
 from data import UserError
@@ -52,21 +52,22 @@ def prompts_of(source, tasks):
     return dict(zip(names, prompts)), stage_config(meta["source"])
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--from", dest="source", required=True, help="a PT prompt store (runs/<run>/prompts-s<seed>) "
                                                                  "or an IST stage folder")
     p.add_argument("--task", action="append", default=[], help="a task to export (repeatable); default: all")
     p.add_argument("--out", required=True, help="folder; each task's adapter goes to <out>/<task>/")
     args = p.parse_args(argv)
-    try:
-        prompts, config = prompts_of(args.source, args.task)
-        encoder_decoder = plm.model_config(SimpleNamespace(model=config["model"])).is_encoder_decoder
-        for task, prompt in prompts.items():
-            checkpoint.write_peft(Path(args.out) / task, prompt, encoder_decoder, config["model"])
-        print(f"{len(prompts)} PEFT adapter(s) in {args.out}/<task>/ for {config['model']}")
-    except (UserError, checkpoint.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    cli.folder_option("--from", args.source)
+    cli.folder_option("--out", args.out, must_exist=False, writable=True)
+    prompts, config = prompts_of(args.source, args.task)
+    cli.checked()
+    encoder_decoder = plm.model_config(SimpleNamespace(model=config["model"])).is_encoder_decoder
+    for task, prompt in prompts.items():
+        checkpoint.write_peft(Path(args.out) / task, prompt, encoder_decoder, config["model"])
+    print(f"{len(prompts)} PEFT adapter(s) in {args.out}/<task>/ for {config['model']}")
 
 
 if __name__ == "__main__":

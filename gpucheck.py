@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 import bench
+import cli
 import data
 import plm
 import trainstep
@@ -190,8 +191,9 @@ class Report:
         print(f"{name}: {json.dumps(value, default=str)}", flush=True)
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="", help="default: cuda when present")
     p.add_argument("--shape", choices=list(bench.SHAPES), default="", help="default: base on CUDA, tiny on a CPU")
     p.add_argument("--tasks", type=int, default=100)
@@ -202,8 +204,11 @@ def main(argv=None):
     p.add_argument("--out", default=os.environ.get("OUT", "runs/gpu-check"))
     p.add_argument("--data-dir", default=str(bench.REAL))
     args = p.parse_args(argv)
+    cli.at_least(p, args, {"--tasks": 1, "--rows": 1, "--steps": 1, "--prompt-len": 1})
+    cli.folder_option("--out", args.out, must_exist=False, writable=True)
     device = plm.resolve_device(args.device)
     shape = args.shape or ("base" if device.type == "cuda" else "tiny")
+    cli.checked()
     report = Report(args.out)
     cfg, model, tokenizer, prepared, source = bench.workload(shape, args.tasks, args.rows, 4, args.prompt_len, 16,
                                                              args.data_dir, device, "bf16", 0)

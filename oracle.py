@@ -20,12 +20,16 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-from tqdm import tqdm
+import numerics
+
+numerics.pin_if_main(__name__)           # before torch: the world's numbers on every x86 CPU (numerics.py)
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 import checkpoint
+import cli
 import data
 import evaluate
 import ipt
@@ -157,8 +161,9 @@ def report_prompts(root, store):
     return shares
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world-seed", type=int, default=0, help="which draw of the world (world.py --seed)")
     world.add_variant_argument(p)
     p.add_argument("--root", default="", help="a world folder (default: the draw's cache folder, built if needed)")
@@ -167,10 +172,12 @@ def main(argv=None):
                                                  "much of its prompts' spread lies in the conditioning directions")
     args = p.parse_args(argv)
     cfg = world.variant_config(p, args.world, args.world_seed)
-    if args.steps < 1:
-        p.error("--steps takes 1 or more")
+    cli.at_least(p, args, {"--steps": 1, "--world-seed": 0})
     if args.prompts and not Path(args.prompts).is_dir():
         p.error(f"--prompts {args.prompts}: no such folder (PT writes it: make paper, or train.py --stage pt)")
+    if args.root:
+        cli.folder_option("--root", args.root, must_exist=False, writable=True)
+    cli.checked()
     root = world.build(cfg, args.root or None)
     if args.prompts:
         return report_prompts(root, Path(args.prompts))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+import cli
 import data
 import decode
 import distributed
@@ -57,7 +58,7 @@ def locate(name):
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise data.UserError(f"--model {name}: no such file")
+            raise cli.OptionError(f"--model {name}: no such file")
         return str(path.parent), path.name
     return name, None
 
@@ -113,12 +114,19 @@ def _cannot_load(cfg, e):
                           "saved with save_pretrained, or a hub name on a machine that can reach the hub.")
 
 
+def model_path(name):
+    """--model checked without reading it: an installed model, a .gguf file, a folder, or what can
+    only be a hub name. -> locate(name)"""
+    path, gguf = locate(name)
+    if not name or (not Path(path).expanduser().exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1)):
+        raise cli.OptionError(f"--model {name or repr(name)}: no such folder (a hub name has the form org/name)")
+    return path, gguf
+
+
 def model_config(cfg):
     """The model's config alone (no weights): its kind and sizes, for the checks before loading."""
     from transformers import AutoConfig
-    path, gguf = locate(cfg.model)
-    if not Path(path).expanduser().exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
-        raise data.UserError(f"--model {cfg.model}: no such folder (a hub name has the form org/name)")
+    path, gguf = model_path(cfg.model)
     try:
         config = AutoConfig.from_pretrained(path, gguf_file=gguf)
     except (OSError, ValueError) as e:

@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, fields, replace
 
@@ -24,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 import checkpoint
+import cli
 import config
 import data
 import distributed
@@ -231,6 +231,7 @@ def run(cfg):
             return out
         config = functools.cache(lambda: plm.model_config(cfg))            # read once, only when needed
         inputs = stages.read_inputs(cfg, names, lambda: config().hidden_size)
+        cli.checked()
         model, tokenizer = plm.load(cfg, device, config())
         if cfg.stage not in stages.PER_TASK and trainstep.bf16(cfg, device):   # frozen throughout: bf16 weights
             plm.weights_in(model, torch.bfloat16)
@@ -274,14 +275,20 @@ def finished(cfg, out, names, fingerprints):
     return False
 
 
+def check_paths(cfg):
+    """The run folder and the model, before anything is read (the data, the task table and the folders
+    a stage reads are checked where they are read, each with what makes it)."""
+    cli.folder_option("--run", cfg.run, must_exist=False, writable=True)
+    plm.model_path(cfg.model)
+
+
+@cli.command(interrupted="interrupted: the last checkpoint holds every finished evaluation; re-run the same command "
+                         "to resume")
 def main(argv=None):
     try:
         cfg = parse_args(argv)
+        check_paths(cfg)
         run(cfg)
-    except (UserError, checkpoint.CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: the last checkpoint holds every finished evaluation; re-run the same command to resume")
     finally:
         distributed.teardown()
 

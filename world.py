@@ -63,11 +63,15 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-from tqdm import tqdm
+import numerics
+
+numerics.pin_if_main(__name__)           # before torch: the world's numbers on every x86 CPU (numerics.py)
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import checkpoint
+import cli
 import data
 import ipt
 
@@ -440,8 +444,9 @@ def variant_config(p, settings, seed):
         p.error(f"--world {e}")
 
 
+@cli.command()
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", help="where to build it (default cache/world-<config hash>)")
     p.add_argument("--seed", type=int, default=WorldConfig.seed, help="another draw of items, θ and pretraining")
     p.add_argument("--rebuild", action="store_true", help="pretrain the model here even when the repository ships it")
@@ -450,6 +455,13 @@ def main(argv=None):
     add_variant_argument(p)
     args = p.parse_args(argv)
     cfg = variant_config(p, args.world, args.seed)
+    cli.at_least(p, args, {"--seed": 0})
+    if args.ship and args.root:
+        p.error("--ship copies the default folder's model into shipped/: leave out --root")
+    if args.root:
+        cli.folder_option("--root", args.root, must_exist=False, writable=True)
+    cli.checked()
+    print(numerics.state())
     root = build(cfg, args.root, args.rebuild)
     print(root, json.loads((root / "world.json").read_text())["pretraining"])
     if args.ship:

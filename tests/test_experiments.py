@@ -14,6 +14,7 @@ import torch
 import data
 import experiments
 import report
+import world
 import results
 import stages
 import train
@@ -151,29 +152,28 @@ def fake_build(built, folder):
 def test_a_bad_option_is_refused_before_the_world_is_built(monkeypatch, tmp_path):
     """Building the world can take minutes: every option is checked before it."""
     built = []
-    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
+    monkeypatch.setattr(world, "build", fake_build(built, tmp_path))
     for bad in (["--dims", "1,x"], ["--split-dims", "cls=9"], ["--pca-dim", "7"], ["--runs", "0"]):
         with pytest.raises(SystemExit):
             experiments.parse_args(["--world-seed", "5", *bad])
     assert not built
     args = experiments.parse_args(["--world-seed", "5"])
-    assert built == [experiments.world.WorldConfig(seed=5)] and args.planted == {"random": 4, "cls": 3, "non-cls": 3}
+    assert built == [world.WorldConfig(seed=5)] and args.planted == {"random": 4, "cls": 3, "non-cls": 3}
     assert args.source.endswith("its model shipped (test)")                # which build the report's numbers are from
 
 
-def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, capsys, tmp_path):
+def test_a_world_variant_is_checked_and_built_under_its_own_key(monkeypatch, tmp_path):
     built = []
-    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
+    monkeypatch.setattr(world, "build", fake_build(built, tmp_path))
     for bad, says in ((["--world", "noise=1"], "not a world setting"), (["--world", "pretrain_steps=1.5"], "takes a int"),
                       (["--world", "pretrain_noise=1", "--data-dir", "x", "--model", "m"], "no offline world")):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match=says):
             experiments.parse_args(bad)
-        assert says in capsys.readouterr().err
     assert not built
     args = experiments.parse_args(["--world", "pretrain_noise=0", "--world", "pretrain_steps=5000"])
-    assert built == [experiments.world.WorldConfig(pretrain_noise=0.0, pretrain_steps=5000)]
-    assert built[0].key() != experiments.world.WorldConfig().key() and "pretrain_noise=0" in args.source
-    assert args.data_dir == str(experiments.world.folder(built[0]) / "data")
+    assert built == [world.WorldConfig(pretrain_noise=0.0, pretrain_steps=5000)]
+    assert built[0].key() != world.WorldConfig().key() and "pretrain_noise=0" in args.source
+    assert args.data_dir == str(world.folder(built[0]) / "data")
 
 
 @needs(shutil.which("make"), "make")
@@ -184,9 +184,9 @@ def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch, tmp_path):
     argv = shlex.split(line)
     assert argv[1] == "experiments.py"
     built = []
-    monkeypatch.setattr(experiments.world, "build", fake_build(built, tmp_path))
+    monkeypatch.setattr(world, "build", fake_build(built, tmp_path))
     experiments.parse_args(argv[2:])
-    assert built == [experiments.world.WorldConfig(pretrain_noise=0.5, tasks_per_type=24)]
+    assert built == [world.WorldConfig(pretrain_noise=0.5, tasks_per_type=24)]
 
 
 def fake_results(job, scores):
