@@ -215,7 +215,6 @@ def main(argv=None):
     p = plan(args)
     if not args.report_only:
         execute(p, args.stop_after)
-    p.meta["numerics"] = numerics.state()
     return report.write(p, Path(args.run), None if args.report_only else time.time() - started)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import data
 import figures
+import numerics
 import results
 import similarity
 from results import challenges, lookup
@@ -299,7 +300,7 @@ def write(p, out, seconds=None):
     figures.figure3(rows, p, out / "e_rel.png")
     lines = [f"# IPT: the paper's experiments on {p.meta['source']}", ""]
     if seconds is not None:
-        lines += [f"Wall time of this invocation: {seconds / 60:.1f} min, {p.meta['numerics']}.", ""]
+        lines += [f"Wall time of this invocation: {seconds / 60:.1f} min, {numerics.state()}.", ""]
     draws = lambda kind: max((len(r["cell"].jobs) for r in rows if kind in r["cell"].challenge), default=0)
     subspaces = (f"(IST), (MSF): each task's score the mean over {draws('(IST)')} draws of the MSF subspace "
                  "(seeds 42, 43, …). " if draws("(IST)") > 1 else "")
