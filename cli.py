@@ -13,6 +13,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 
 BAD_OPTION, BAD_INPUT = 2, 1
@@ -32,7 +33,9 @@ class Refused(SystemExit):
 
     def __init__(self, status, message):
         super().__init__(status)
-        self.message, self.shown = message, False
+        one_line = re.sub(r"\s*\n\s*", " ", message.strip())            # a message's own line breaks
+        self.message = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], one_line)   # and a value's
+        self.shown = False
 
     def __str__(self):
         return self.message

@@ -349,8 +349,13 @@ def main(argv=None):
     c.add_argument("--k", type=int, default=16, help="the k in <task>_<k>_<seed>_<split>.tsv (default 16)")
     c.add_argument("--seed", type=int, default=100, help="which seed's files to count (default 100)")
     args = p.parse_args(argv)
-    problems = check(args.data_dir, args.split, load_tasks(args.tasks_file), args.k, args.seed)
-    sys.exit(1 if problems else 0)
+    cli.at_least(p, args, {"--k": 1, "--seed": 0})
+    tasks = load_tasks(args.tasks_file)
+    require_data_dir(args.data_dir, args.k)
+    cli.checked()
+    problems = check(args.data_dir, args.split, tasks, args.k, args.seed)
+    if problems:
+        raise DataError(f"{problems} task(s) of split {args.split!r} are missing or malformed in {args.data_dir} (above)")
 
 
 if __name__ == "__main__":
