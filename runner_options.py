@@ -70,7 +70,7 @@ def parser(description=""):
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True,
                    help="§4.3: Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots), Table 4 (stability)")
     p.add_argument("--fractions", default="", help="Fig. 5: percentages of the random split's training tasks, one "
-                                                   "random_<n> split file each (default 25,50,75 on the world, 20,40,60,80 on real data); "
+                                                   "random_<n> split file each (default 5,25,50,75 on the world, 20,40,60,80 on real data); "
                                                    "none: no Fig. 5")
     p.add_argument("--fraction-dims", default="", help="Fig. 5's two d_I, of the sweep (default as --did-dims)")
     p.add_argument("--runs", type=int, default=3, help="Table 4: runs under seeds 42, 43, … (the paper: 10)")
@@ -216,7 +216,7 @@ def sweep(args, p):
     one = pick("", "", (args.planted["random"],) if args.planted else (10,))[0]
     args.stability_dim, args.pca_dim = args.stability_dim or one, args.pca_dim or one
     args.fractions = [] if args.fractions == "none" else \
-        numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else "25,50,75"))
+        numbers("--fractions", args.fractions or ("20,40,60,80" if not args.planted else ",".join(map(str, world.FRACTIONS))))
     off = sorted({*args.did_dims, *args.fraction_dims, args.stability_dim, args.pca_dim} - set(random_dims))
     if off:
         p.error(f"--did-dims, --fraction-dims, --stability-dim and --pca-dim must be of the random split's d_I "

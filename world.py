@@ -81,12 +81,16 @@ KIND = {"pick": "noncls", "colour": "cls"}
 SHOWN = {"pick": 5, "colour": 5}                # items in one input
 COLOURS = ("red", "green", "blue", "white", "black")
 CATEGORIES = ("A", "B")                         # θ clusters within each type, centred at ±c
+# Fig. 5's nested subsets of the random split's 64 training tasks. 5 %: 3 tasks, fewer than the d* + 1 = 4
+# directions the random split needs, so MSF cannot find its subspace from them (what Fig. 5 shows here)
+FRACTIONS = (5, 25, 50, 75)
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    version: int = 9                  # bump when the generator or a default changes: part of the cache key
-                                      # (9: v8's construction, its pretrained model shipped in shipped/)
+    version: int = 10                 # bump when the generator or a default changes: part of the cache key
+                                      # (9: v8's construction, its pretrained model shipped in shipped/;
+                                      # 10: v9 and a random_5 split, 3 training tasks: Fig. 5's low end)
     seed: int = 0
     dim: int = 3                      # d*, the planted intrinsic dimension of one kind
     items: int = 160                  # nonce words
@@ -307,7 +311,7 @@ def cpu():
 
 def write_tasks(world, root):
     """The world in CrossFit's layout: data/ (K = 16 and the 2K = 32 files), tasks.txt and
-    splits/ (random, cls, non-cls, and random_25 … random_75 for the number-of-tasks ablation)."""
+    splits/ (random, cls, non-cls, and random_5 … random_75 for the number-of-tasks ablation)."""
     cfg = world.cfg
     g = torch.Generator().manual_seed(cfg.seed + 1)
     lines = ["task\tmetric\ttype\tontology\tshots\trandom_split"]
@@ -335,7 +339,7 @@ def write_tasks(world, root):
                    "non-cls": {"train": by_type("train", "pick"), "test_in": by_type("test", "pick"),
                                "test_out": by_type("test", "colour")}}
     shuffled = [sections["train"][i] for i in torch.randperm(len(sections["train"]), generator=g).tolist()]
-    for pct in (25, 50, 75):                                  # nested fractions of the training tasks
+    for pct in FRACTIONS:                                     # nested fractions of the training tasks
         split_files[f"random_{pct}"] = {"train": shuffled[:len(shuffled) * pct // 100], "test": sections["test"]}
     for split, secs in split_files.items():
         data.write_split(root / "splits" / f"{split}.txt", secs)

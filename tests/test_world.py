@@ -94,10 +94,10 @@ def test_world_is_deterministic_and_cached(built, tmp_path):
         assert f.read_bytes() == (again / "data" / f.relative_to(built / "data")).read_bytes()
     assert world.build(SMALL, built) == built                          # reused, not rebuilt
     assert SMALL.key() != world.WorldConfig().key()
-    assert world.WorldConfig().key() == KEY                          # v9's folder: a new key rebuilds every cache
+    assert world.WorldConfig().key() == KEY                          # v10's folder: a new key rebuilds every cache
 
 
-KEY = "6de503f45d"
+KEY = "e7c3f15798"
 
 
 @pytest.mark.slow
