@@ -181,7 +181,7 @@ class Lock:
         self.file = None
 
     def __enter__(self):
-        if not distributed.is_main():                        # under torchrun, rank 0 holds it for all
+        if not distributed.is_main() or cli.check_only():   # under torchrun, rank 0 holds it for all
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "a+")

@@ -34,7 +34,7 @@ class Refused(SystemExit):
     def __init__(self, status, message):
         super().__init__(status)
         one_line = re.sub(r"\s*\n\s*", " ", message.strip())            # a message's own line breaks
-        self.message = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], one_line)   # and a value's
+        self.message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in one_line)   # and a value's
         self.shown = False
 
     def __str__(self):
@@ -75,9 +75,14 @@ def command(interrupted="interrupted"):
     return wrap
 
 
+def check_only():
+    """IPT_CHECK_ONLY=1: the command checks and writes nothing (not even a lock)."""
+    return bool(os.environ.get("IPT_CHECK_ONLY"))
+
+
 def checked():
     """Every option is checked: under IPT_CHECK_ONLY=1, stop here, before anything loads or is written."""
-    if os.environ.get("IPT_CHECK_ONLY"):
+    if check_only():
         print("options checked (IPT_CHECK_ONLY): nothing run", file=sys.stderr)
         raise SystemExit(0)
 
