@@ -128,9 +128,13 @@ def write_peft(folder, prompt, encoder_decoder, base_model=None):
     config = {"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM" if encoder_decoder else "CAUSAL_LM",
               "num_virtual_tokens": prompt.size(0), "token_dim": prompt.size(1), "num_transformer_submodules": 1,
               "prompt_tuning_init": "RANDOM", "base_model_name_or_path": base_model, "inference_mode": True}
-    tensors = {"prompt_embeddings": prompt.detach().float().contiguous().cpu()}
-    _replace_durably(lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}), folder / "adapter_model.safetensors")
+    save_plain(folder / "adapter_model.safetensors", {"prompt_embeddings": prompt.detach().float().contiguous().cpu()})
     write_text(folder / "adapter_config.json", json.dumps(config, indent=2) + "\n")
+
+
+def save_plain(path, tensors):
+    """Tensors as transformers and PEFT write them (metadata format: pt), durably."""
+    _replace_durably(lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}), path)
 
 
 def read_peft(folder):

@@ -34,6 +34,12 @@ class Config:
     data_seed: int = opt(100, "which of CrossFit's samples (100, 13, 21, 42, 87); the authors' PT and MSF use 100")
     seed: int = opt(stages.DEFAULT_SEED, "initialisation and batch-order seed (the authors' 42); another seed "
                                          "writes to its own stage folders (…-seed<N>)")
+    adapter: str = opt("prompt", "prompt: IPT's soft prompt (the paper) | lora: a LoRA per task in its place, "
+                                 "stages pt, msf and ist (lora_stages.py; beyond the paper)")
+    lora_rank: int = opt(8, "--adapter lora: r (PEFT's default)")
+    lora_alpha: float = opt(8.0, "--adapter lora: α, the update scaled by α/r (PEFT's default)")
+    lora_targets: str = opt("", "--adapter lora: comma-separated names of the linear layers it adapts; empty: "
+                                "the attention's q and v (T5: q,v; decoder-only: q_proj,v_proj)")
     prompt_len: int = opt(100, "P, soft prompt length (the authors' n and Lester's default)")
     prompt_init: str = opt("normal", "normal: N(0, 0.02²) as the authors | vocab: sampled vocabulary | "
                                      "labels: class labels, then vocabulary (Lester)")
@@ -42,7 +48,8 @@ class Config:
     alpha: float = opt(1.0, "α of Eq. MSF for our mean-reduced losses (≈ the authors' 200 on token sums)")
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline) | pca (the "
                                "training tasks' PT prompts' mean and top principal directions: linear.py) | mpt "
-                               "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: mpt.py)")
+                               "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: mpt.py); "
+                               "--adapter lora also mean | hub | basis | fastfood (lora_subspaces.py), not mpt")
     msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
                                              "(another draw of the subspace; writes …-msf<N> folders)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
@@ -89,7 +96,8 @@ class Config:
         """Every option is checked here, before any file or model is read; each message names
         the flag and what it accepts."""
         flag = lambda name: "--" + name.replace("_", "-")
-        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank", "both"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt"), "prompt_init": ("normal", "vocab", "labels"),
+        choices = {"stage": tuple(STAGE_LR), "optimizer": ("adamw", "adafactor"), "eval": ("generate", "rank", "both"), "precision": ("auto", "bf16", "fp32"), "subspace": ("msf", "random", "pca", "mpt", *LORA_ONLY),
+                   "adapter": ("prompt", "lora"), "prompt_init": ("normal", "vocab", "labels"),
                    "z_init": ("normal", "zeros", "mean"), "transfer": ("", "mean", "nearest"),
                    "decoder": ("own", "hf")}
         for name, allowed in choices.items():
@@ -98,7 +106,7 @@ class Config:
         at_least = {"k": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "prompt_len": 1, "intrinsic_dim": 1,
                     "max_input_len": 1, "max_target_len": 1, "num_beams": 1, "eval_batch_size": 1,
                     "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0, "msf_seed": 0,
-                    "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0}
+                    "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0, "lora_rank": 1}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= low):
@@ -106,6 +114,7 @@ class Config:
         for name in ("warmup", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 raise OptionError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        self.check_lora()
         if self.stage == "reconstruct" and self.subspace != "msf":
             raise OptionError(f"--stage reconstruct applies the MSF autoencoder; --subspace {self.subspace} has none")
         if self.msf_seed != stages.DEFAULT_SEED and (self.stage not in ("ist", "reconstruct") or self.subspace != "msf"):
@@ -122,6 +131,23 @@ class Config:
             raise OptionError("--transfer nearest needs --similar-by (an IST stage folder), and --similar-by needs it")
 
 
+    def check_lora(self):
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise OptionError(f"--lora-alpha must be a number > 0, got {self.lora_alpha}")
+        names = self.lora_targets.split(",") if self.lora_targets else []
+        if any(not n.isidentifier() for n in names):
+            raise OptionError(f"--lora-targets takes comma-separated layer names (q,v), got {self.lora_targets!r}")
+        if self.adapter == "prompt":
+            if self.subspace in LORA_ONLY:
+                raise OptionError(f"--subspace {self.subspace} is a LoRA subspace: give --adapter lora")
+            return
+        if self.stage not in LORA_LR:
+            raise OptionError(f"--adapter lora trains --stage {', '.join(LORA_LR)}, not {self.stage}")
+        if self.subspace == "mpt" or self.z_init == "mean" or self.init_from_ist or self.transfer:
+            raise OptionError("--adapter lora has no --subspace mpt, --z-init mean, --init-from-ist or --transfer "
+                              "(prompt options)")
+
+
 # Adam step sizes: Lester et al. tune prompts at 0.3; full fine-tuning uses the usual T5 rate.
 # msf and ist were measured on the offline world (unseen-task E_rel at d_I = d*): MSF at 1e-3 for
 # 400 steps / 3e-3 for 200 / 1e-2 for 200 gave 0.89 / 0.89 / 0.80 (faster fits the seen tasks'
@@ -129,6 +155,10 @@ class Config:
 # 150 steps): train loss 1.72 -> 1.70 / 1.49 / 1.52 at 0.01 / 0.1 / 1, diverging at 10.
 STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0,
             "mpt": 0.3}                                        # MPT's P*, u, v: prompts, at PT's rate
+
+# LoRA (lora_stages.py): measured on the offline world (see WORLD.md, LoRA)
+LORA_LR = {"pt": 3e-3, "msf": 3e-3, "ist": 0.1}
+LORA_ONLY = ("mean", "hub", "basis", "fastfood")
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "decoder", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}

@@ -215,6 +215,7 @@ def option_scores_t5(cfg, model, tokenizer, prompts, rows, pairs):
             part = mine[first:first + cfg.eval_batch_size]
             which = torch.tensor([j for j, _ in part], device=model.device)
             labels = data.collate([(0, [0], o) for _, o in part], tokenizer.pad_token_id).labels.to(model.device)
+            prompts(batch.task_idx[which])              # a LoRA binds the decoder's rows (a prompt is the encoder's)
             losses = ipt.decoder_losses(model, encoded.last_hidden_state[which], mask[which], labels)
             scores += (-losses.float().sum(1)).tolist()
     return scores

@@ -42,7 +42,13 @@ DEFAULT_SEED = 42
 
 def stage_dir(cfg):
     """runs/<run>/<stage>-…: one folder per stage, subspace, task selection and (when not the
-    default 42) initialisation seed and MSF draw, so that repeated runs sit side by side."""
+    default 42) initialisation seed and MSF draw, so that repeated runs sit side by side; a LoRA
+    stage's (lora_stages.py) the same, prefixed lora-."""
+    folder = prompt_stage_dir(cfg)
+    return folder.with_name("lora-" + folder.name) if cfg.adapter == "lora" else folder
+
+
+def prompt_stage_dir(cfg):
     run = Path(cfg.run)
     selection = cfg.task or (cfg.tasks_from.replace(",", "+") if cfg.tasks_from else "default")
     seed = f"-seed{cfg.seed}" if cfg.seed != DEFAULT_SEED else ""
@@ -56,7 +62,7 @@ def stage_dir(cfg):
     if cfg.stage == "ist" and cfg.subspace == "mpt":                  # P + H numbers a task, whatever d_I
         return run / f"ist-mpt-s{cfg.data_seed}-{selection}{seed}"
     if cfg.stage == "ist":
-        kind = {"msf": "ist", "random": "ist-random", "pca": "ist-pca"}[cfg.subspace]
+        kind = "ist" if cfg.subspace == "msf" else f"ist-{cfg.subspace}"
         return run / f"{kind}-d{cfg.intrinsic_dim}-s{cfg.data_seed}-{selection}{seed}{draw}"
     if cfg.transfer:
         return run / f"pt-transfer-{cfg.transfer}-s{cfg.data_seed}-{selection}{seed}"
@@ -115,10 +121,11 @@ def load_ist_solution(ist_dir, names):
     return torch.stack([z[n] for n in names]), ae
 
 
-def read_inputs(cfg, names, d_model):
+def read_inputs(cfg, names, model_config):
     """What the stage reads from earlier stages, loaded and checked against the run's shapes
-    (P × H) before the PLM is. d_model: a callable that reads the model's config (only once the
+    (P × H) before the PLM is. model_config: a callable that reads the model's config (only once the
     files are found). -> keyword arguments of the stage's setup."""
+    d_model = lambda: model_config().hidden_size
     inputs = {}
     if cfg.stage in ("msf", "reconstruct"):
         store = prompt_store(cfg)

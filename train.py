@@ -27,10 +27,11 @@ import cli
 import config
 import data
 import distributed
+import lora_stages
 import plm
 import stages
 import trainstep
-from config import OPERATIONAL, STAGE_LR, Config
+from config import LORA_LR, OPERATIONAL, STAGE_LR, Config
 from data import UserError
 
 
@@ -219,7 +220,7 @@ def run(cfg):
     device = distributed.setup(plm.resolve_device(cfg.device))
     tasks = data.load_tasks(cfg.tasks_file)
     names, missing = planned_tasks(cfg, tasks)
-    cfg.lr = cfg.lr or STAGE_LR[cfg.stage]
+    cfg.lr = cfg.lr or (LORA_LR if cfg.adapter == "lora" else STAGE_LR)[cfg.stage]
     out = stages.stage_dir(cfg)
     fingerprints = {n: data.fingerprint(cfg.data_dir, n, cfg.k, cfg.data_seed) for n in names}   # and parsed
     note = f"# missing (no data, not trained): {', '.join(missing)}" if missing else ""
@@ -230,7 +231,8 @@ def run(cfg):
         if not jobs:
             return out
         config = functools.cache(lambda: plm.model_config(cfg))            # read once, only when needed
-        inputs = stages.read_inputs(cfg, names, lambda: config().hidden_size)
+        pipeline = lora_stages if cfg.adapter == "lora" else stages
+        inputs = pipeline.read_inputs(cfg, names, config)
         cli.checked()
         model, tokenizer = plm.load(cfg, device, config())
         if cfg.stage not in stages.PER_TASK and trainstep.bf16(cfg, device):   # frozen throughout: bf16 weights
@@ -244,7 +246,7 @@ def run(cfg):
             checkpoint.write_text(job_out / "config.json", json.dumps(
                 {**asdict(cfg), "tasks": job_names, "missing": missing,
                  "data": {n: fingerprints[n] for n in job_names}}, indent=1))
-            stage = stages.SETUPS[cfg.stage](cfg, model, tokenizer, job_names, [prepared[n] for n in job_names], **inputs)
+            stage = pipeline.SETUPS[cfg.stage](cfg, model, tokenizer, job_names, [prepared[n] for n in job_names], **inputs)
             stage.module.to(device)
             train(cfg, model, tokenizer, stage, [prepared[n] for n in job_names], job_out, device, note)
     return out

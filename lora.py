@@ -1,0 +1,205 @@
+"""
+IPT with a LoRA in place of the soft prompt (beyond the paper): do the LoRAs of many tasks live in one
+low-dimensional subspace, and is it the prompts'? The same three stages, the same loop; what changes
+is what a task owns and how the frozen PLM reads it.
+
+  Eq. LoRA     h = W x + (α/r) · B A x on each target layer, W frozen;      -> RowLoRA, TaskLoRAs
+               A (r, in), B (out, r); a task's LoRA is θ = [A_1; B_1; …; A_L; B_L] (N = Σ_l r(in_l + out_l))
+  canonical    (A, B) and (R⁻¹A, BR) are the same update ΔW = BA. The encoder reads the one form of   -> canonical
+               ΔW: B̃ = U S^½, Ã = S^½ Vᵀ from ΔW's thin SVD, each singular pair's sign fixed
+  Eq. MSF-rec  θ̂ = Proj_b(Proj(θ̃)) (ipt.PromptAutoencoder's maps over θ̃ instead of a prompt) -> LoraAutoencoder
+  Eq. MSF      L_LM(θ̂) + α · Σ_l ‖B̂Â − BA‖²_F / Σ_l ‖BA‖²_F                  -> ReconstructedLoRAs, delta_error
+  Eq. IST      θ = Proj_b(z), Proj_b and W frozen: d_I numbers a task            -> IntrinsicLoRAs
+
+The decoder's output is a plain (A, B) in whatever gauge it likes: the LM loss and the reconstruction
+error see only ΔŴ = B̂Â. The error is relative (a LoRA's scale depends on r, α and the learning rate,
+so α means the same whatever they are) and needs no ΔW: ⟨B₁A₁, B₂A₂⟩_F = Σ (B₁ᵀB₂) ⊙ (A₁A₂ᵀ), r × r.
+
+Shapes: B batch rows, T tokens, K tasks, U distinct tasks of a batch, N a LoRA's numbers, r rank.
+As the prompt modules, every LoRA module keeps one Parameter per task (a finished task gets grad None)
+and the rows of one batch may belong to different tasks: each row's (A, B) is gathered per row (PEFT's
+mixed-batch `adapter_names`, one matmul for all rows).
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+import ipt
+
+DEFAULT_TARGETS = {True: ("q", "v"), False: ("q_proj", "v_proj")}   # T5's attention; Llama / Qwen / SmolLM's
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """Where a LoRA goes and how big it is: the target layers (name, in, out) in the PLM's order."""
+    layers: tuple
+    rank: int
+
+    @property
+    def size(self):                                                    # N
+        return sum(self.rank * (i + o) for _, i, o in self.layers)
+
+    def split(self, theta):
+        """θ (K, N) -> [(A (K, r, in), B (K, out, r))] per layer, views of θ."""
+        out, at, r = [], 0, self.rank
+        for _, i, o in self.layers:
+            A = theta[:, at:at + r * i].view(-1, r, i)
+            B = theta[:, at + r * i:at + r * (i + o)].view(-1, o, r)
+            out.append((A, B))
+            at += r * (i + o)
+        return out
+
+    def join(self, pairs):                                             # the inverse of split
+        return torch.cat([t.flatten(1) for A, B in pairs for t in (A, B)], 1)
+
+
+def target_layers(plm, targets, rank):
+    """The PLM's nn.Linear layers whose last name is one of `targets` (PEFT's target_modules match)
+    -> LoraShape; ValueError naming the model's layer names when a target matches none."""
+    layers = [(n, m.in_features, m.out_features) for n, m in plm.named_modules()
+              if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] in targets]
+    found = {n.rsplit(".", 1)[-1] for n, _, _ in layers}
+    if set(targets) - found:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in plm.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"--lora-targets {','.join(sorted(set(targets) - found))}: no such linear layer in "
+                         f"{type(plm).__name__}; its linear layers are named {', '.join(names)}")
+    return LoraShape(tuple(layers), rank)
+
+
+# -----------------------------------------------------------------------------
+# Eq. LoRA on the frozen PLM, each row of a batch with its own task's (A, B)
+
+class RowLoRA:
+    """Forward hooks on the frozen PLM's target layers that add (α/r) · B A x, A and B those of the
+    row's task. Called with task_idx (B,) it binds them for the passes that follow (the encoder's and
+    the decoder's) and returns None: the PLM gets no prompt. make: tasks (U,) -> θ (U, N)."""
+
+    def __init__(self, plm, shape, alpha, make):
+        self.shape, self.scale, self.make, self.bound = shape, alpha / shape.rank, make, None
+        modules = dict(plm.named_modules())
+        self.handles = [modules[name].register_forward_hook(self.hook(i)) for i, (name, _, _) in enumerate(shape.layers)]
+
+    def __call__(self, task_idx):
+        tasks, rows = task_idx.unique(return_inverse=True)
+        self.bound = (self.shape.split(self.make(tasks)), rows)
+        return None
+
+    def hook(self, layer):
+        def add(module, inputs, output):
+            if self.bound is None:
+                return output
+            pairs, rows = self.bound
+            A, B = pairs[layer]
+            x = inputs[0]                                              # (B, T, in)
+            if x.size(0) != len(rows):                                 # beam search: each row's beams in a block
+                if x.size(0) % len(rows):
+                    raise RuntimeError(f"{x.size(0)} rows reach a LoRA layer bound to {len(rows)}: bind the rows "
+                                       "of each pass (call the stage's prompts with its task_idx) before it")
+                rows = rows.repeat_interleave(x.size(0) // len(rows))
+            A, B = A.to(x.dtype)[rows], B.to(x.dtype)[rows]             # (B, r, in), (B, out, r)
+            return output + self.scale * ((x @ A.transpose(1, 2)) @ B.transpose(1, 2))   # (B, T, out)
+        return add
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def init_lora(shape, generator):
+    """PEFT's start: A as nn.Linear's default (kaiming-uniform, a = √5), B = 0, so ΔW = 0. -> θ (N,)"""
+    pairs = []
+    for _, i, o in shape.layers:
+        bound = 1 / i ** 0.5                                           # kaiming_uniform_(a=√5) on (r, in)
+        pairs.append(((torch.rand(1, shape.rank, i, generator=generator) * 2 - 1) * bound,
+                      torch.zeros(1, o, shape.rank)))
+    return shape.join(pairs)[0]
+
+
+class TaskLoRAs(nn.Module):
+    """Eq. LoRA: one free θ = (A, B per layer) per task."""
+
+    def __init__(self, init):                                          # init (K, N)
+        super().__init__()
+        self.loras = nn.ParameterList(nn.Parameter(t.clone()) for t in init)
+
+    def vectors(self, tasks):                                          # (U,) -> (U, N)
+        return torch.stack([self.loras[t] for t in tasks.tolist()])
+
+
+# -----------------------------------------------------------------------------
+# The one form of a LoRA, and the error between two without forming ΔW
+
+@torch.no_grad()
+def canonical(shape, theta):
+    """θ (K, N) -> θ̃ (K, N): each layer's ΔW = BA written as B̃ = U S^½, Ã = S^½ Vᵀ, the largest entry of
+    each column of U positive. Through QR of B and Aᵀ, so the SVD is of an r × r core, in float64."""
+    pairs = []
+    for A, B in shape.split(theta.double()):
+        QB, RB = torch.linalg.qr(B)                                    # (K, out, r), (K, r, r)
+        QA, RA = torch.linalg.qr(A.transpose(1, 2))                    # (K, in, r), (K, r, r)
+        Uc, S, Vch = torch.linalg.svd(RB @ RA.transpose(1, 2))         # ΔW = QB (RB RAᵀ) QAᵀ
+        U, V = QB @ Uc, QA @ Vch.transpose(1, 2)                       # (K, out, r), (K, in, r)
+        top = U.abs().argmax(1, keepdim=True)                          # (K, 1, r)
+        sign = U.gather(1, top).sign()
+        sign[sign == 0] = 1.0                                          # ΔW = 0 in that direction
+        root = S.sqrt()[:, None, :]                                    # (K, 1, r)
+        pairs.append(((V * sign * root).transpose(1, 2), U * sign * root))
+    return shape.join(pairs).to(theta.dtype)
+
+
+def inner(shape, theta1, theta2):
+    """⟨ΔW₁, ΔW₂⟩_F summed over layers, per task: θ (K, N) each -> (K,), by r × r products."""
+    total = 0
+    for (A1, B1), (A2, B2) in zip(shape.split(theta1), shape.split(theta2)):
+        total = total + ((B1.transpose(1, 2) @ B2) * (A1 @ A2.transpose(1, 2))).sum((1, 2))
+    return total
+
+
+def delta_error(shape, theta_hat, theta):
+    """MSF's reconstruction term: Σ ‖ΔŴ − ΔW‖²_F / Σ ‖ΔW‖²_F over tasks and layers (0: exact)."""
+    err = inner(shape, theta_hat, theta_hat) - 2 * inner(shape, theta_hat, theta) + inner(shape, theta, theta)
+    return err.sum() / inner(shape, theta, theta).sum().clamp(min=1e-12)
+
+
+# -----------------------------------------------------------------------------
+# MSF and IST over LoRAs
+
+class LoraAutoencoder(ipt.PromptAutoencoder):
+    """The paper's autoencoder (Proj: N -> d_I; Proj_b: d_I -> d'_I, tanh, -> N) over a LoRA's θ̃."""
+
+    def __init__(self, size, intrinsic_dim, hidden_dim):
+        super().__init__(1, size, intrinsic_dim, hidden_dim)
+
+    def encode(self, theta):                                           # (K, N) -> (K, d_I)
+        return self.proj(theta)
+
+    def decode(self, z):                                               # (K, d_I) -> (K, N)
+        return self.proj_b(z)
+
+
+class ReconstructedLoRAs(nn.Module):
+    """MSF's LoRA for task k is the reconstruction of its canonical PT LoRA; only the autoencoder trains."""
+
+    def __init__(self, autoencoder, shape, pt_loras):                  # pt_loras (K, N), canonical
+        super().__init__()
+        self.autoencoder, self.shape = autoencoder, shape
+        self.register_buffer("pt_loras", pt_loras.detach().clone(), persistent=False)
+
+    def vectors(self, tasks):                                          # (U,) -> (U, N)
+        return self.autoencoder(self.pt_loras[tasks])
+
+    def reconstruction_error(self, tasks):
+        return delta_error(self.shape, self.vectors(tasks), self.pt_loras[tasks])
+
+
+class IntrinsicLoRAs(nn.Module):
+    """θ_k = Proj_b(z_k): only z trains. Proj_b is MSF's decoder, or a baseline's map (lora_subspaces.py)."""
+
+    def __init__(self, subspace, z_init):                              # z_init (K, d_I)
+        super().__init__()
+        self.subspace = ipt.freeze(subspace)
+        self.z = nn.ParameterList(nn.Parameter(z.clone()) for z in z_init)
+
+    def vectors(self, tasks):                                          # (U,) -> (U, N)
+        return self.subspace.decode(torch.stack([self.z[t] for t in tasks.tolist()]))

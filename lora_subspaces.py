@@ -1,0 +1,116 @@
+"""
+The LoRA subspaces IST tunes d_I numbers through besides MSF's (train.py --adapter lora --stage ist
+--subspace …): what the literature since the paper uses, each with d_I numbers a task, on the same
+held-out tasks. Each maps z (K, d_I) -> θ (K, N), a plain LoRA (lora.py), and says where z starts.
+
+  mean      θ̄: the training tasks' mean canonical LoRA; 0 numbers (z is empty)
+  pca       θ̄ + U z, U the top d_I principal directions of the training LoRAs (EigenLoRAx, the
+            Universal Weight Subspace: PCA of a LoRA library; linear.py for prompts); z starts at 0
+  hub       Σ_i w_i θ̃_i over d_I training LoRAs drawn at random (LoraHub's combination of A's and B's),
+            w = z starting at 1/d_I (their mean; at 0 no gradient reaches A or B). LoraHub searches w
+            gradient-free (Shiwa, 20 LoRAs, L1 on w); here w learns by gradient like every other z
+  basis     θ₀ + R z, R (N, d_I) random orthonormal columns over all LoRA numbers (Uni-LoRA, VeRA's
+            spirit), θ₀ PEFT's start (B = 0); z starts at 0
+  fastfood  θ₀ + Fastfood(z) (DID's projection, did.py, over the LoRA numbers instead of the PLM's)
+  random    MSF's Proj_b untrained (the paper's random-subspace baseline), z from N(0, 0.02²)
+
+The library's LoRAs enter in canonical form (lora.canonical): a sum of raw (A, B) of different tasks
+depends on each one's arbitrary gauge (A, B) ~ (R⁻¹A, BR); of canonical forms it does not.
+"""
+import torch
+import torch.nn as nn
+
+import did
+import lora
+
+
+class Mean(nn.Module):
+    def __init__(self, library):                                       # (K_train, N) canonical
+        super().__init__()
+        self.register_buffer("mean", library.mean(0))
+
+    def start(self, num_tasks, generator=None):
+        return torch.zeros(num_tasks, 0)
+
+    def decode(self, z):                                               # (K, 0) -> (K, N)
+        return self.mean.expand(len(z), -1)
+
+
+class Principal(nn.Module):
+    def __init__(self, library, d):
+        super().__init__()
+        K = len(library)
+        if d > K - 1:
+            raise ValueError(f"the PCA of {K} training LoRAs has {K - 1} directions about their mean; "
+                             f"--intrinsic-dim {d} asks for more")
+        flat = library.double()
+        mean = flat.mean(0)
+        _, _, v = torch.linalg.svd(flat - mean, full_matrices=False)   # rows of v: principal directions
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("U", v[:d].T.contiguous().float())        # (N, d_I)
+
+    def start(self, num_tasks, generator=None):
+        return torch.zeros(num_tasks, self.U.size(1))
+
+    def decode(self, z):
+        return self.mean + z @ self.U.T
+
+
+class Hub(nn.Module):
+    def __init__(self, library, d, generator):
+        super().__init__()
+        if d > len(library):
+            raise ValueError(f"LoraHub combines d_I of the {len(library)} training LoRAs; --intrinsic-dim {d} "
+                             "asks for more")
+        self.chosen = torch.randperm(len(library), generator=generator)[:d].sort().values
+        self.register_buffer("loras", library[self.chosen].clone())    # (d_I, N)
+
+    def start(self, num_tasks, generator=None):
+        return torch.full((num_tasks, len(self.loras)), 1.0 / len(self.loras))
+
+    def decode(self, z):
+        return z @ self.loras
+
+
+class Basis(nn.Module):
+    def __init__(self, shape, d, generator):
+        super().__init__()
+        self.register_buffer("origin", lora.init_lora(shape, generator))
+        q, _ = torch.linalg.qr(torch.randn(shape.size, d, generator=generator, dtype=torch.float64))
+        self.register_buffer("R", q.float())                           # (N, d_I), orthonormal
+
+    def start(self, num_tasks, generator=None):
+        return torch.zeros(num_tasks, self.R.size(1))
+
+    def decode(self, z):
+        return self.origin + z @ self.R.T
+
+
+class FastfoodBasis(nn.Module):
+    def __init__(self, shape, d, generator):
+        super().__init__()
+        self.register_buffer("origin", lora.init_lora(shape, generator))
+        self.fastfood = did.Fastfood(d, shape.size, generator)
+
+    def start(self, num_tasks, generator=None):
+        return torch.zeros(num_tasks, self.fastfood.d)
+
+    def decode(self, z):
+        return self.origin + torch.stack([self.fastfood(row) for row in z])
+
+
+def build(kind, shape, d, library, generator):
+    """The subspace of --subspace `kind` (library: the training tasks' canonical LoRAs, or None where the
+    kind needs none); ValueError when d_I is more than it allows."""
+    if kind == "mean":
+        return Mean(library)
+    if kind == "pca":
+        return Principal(library, d)
+    if kind == "hub":
+        return Hub(library, d, generator)
+    if kind == "basis":
+        return Basis(shape, d, generator)
+    return FastfoodBasis(shape, d, generator)
+
+
+NEEDS_LIBRARY = ("mean", "pca", "hub")
