@@ -18,11 +18,11 @@ PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model
 
 # The offline world's commands compute the same bits on every x86-64 CPU (numerics.py); a real model
 # or real data runs on the CPU's own code paths (IPT_NUMERICS=pinned or native overrides either)
-demo oracle test test-fast: export IPT_NUMERICS ?= pinned
+demo oracle test test-fast lora: export IPT_NUMERICS ?= pinned
 paper: export IPT_NUMERICS ?= $(if $(call given,DATA),native,pinned)
 
 SMOL  := .venv/.smollm2
-.PHONY: test test-fast demo paper real smollm2 pt msf ist bench check oracle gpu-check
+.PHONY: test test-fast demo paper lora real smollm2 pt msf ist bench check oracle gpu-check
 
 $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
@@ -51,6 +51,10 @@ paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: r
 
 oracle: $(VENV)        ## the world's own knee: IST through its true conditioning, d = 1 … d* (10 min)
 	$(PY) oracle.py $(VARIANT)
+
+lora: $(VENV)          ## beyond the paper: LoRA's task subspace against the mean, PCA, LoraHub, random bases, prompt IST beside: runs/lora/report.md
+	$(PY) experiments.py --lora --run $(if $(call given,RUN),$(RUN),runs/lora) --splits random,non-cls --dims 1,2,3,4,6 \
+	    --no-ft --no-ablations --no-linear --no-mpt --no-resampled --random-draws 1 --did-dims none $(ARGS)
 
 real: $(VENV) $(SMOL)  ## the paper on the real tasks with SmolLM2 (a GPU; ARGS="--stop-after 8" in pieces): runs/smollm2/report.md (CPU: SPLIT=cls-small ARGS="--dims 1,3")
 	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \

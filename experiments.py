@@ -40,6 +40,7 @@ numerics.pin_if_main(__name__, default=not any(a.startswith(("--data-dir", "--re
 import beyond  # noqa: E402
 import cli
 import data
+import lora_study
 import runner_options
 import train
 from jobs import Cell, Job, Plan, heldout_label, seeded
@@ -120,6 +121,8 @@ def plan(args):
         plan_stability(p, args, job, splits["random"]["test"], lr)
     if args.ablations and "cls" in splits:
         plan_shots(p, args, job, splits["cls"]["train"], lr)
+    if args.lora:                           # beyond the paper: the LoRA study (lora_study.py)
+        lora_study.plan(p, args, job, run, splits, split_path)
     return p
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import data
 import figures
+import lora_study
 import numerics
 import results
 import similarity
@@ -342,6 +343,8 @@ def write(p, out, seconds=None):
         lines += fractions_section(rows, p, out)
     if "shots" in p.meta:
         lines += shots_section(rows, p, out)
+    if "lora" in p.meta:
+        lines += lora_study.section(rows, p, out, p.meta["planted"])
     if p.stability:
         summary["stability"] = results.stability(p)                   # reads every run's results once
         lines += stability_section(p, summary["stability"])

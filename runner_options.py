@@ -22,10 +22,11 @@ SPLITS = ("random", "non-cls", "cls")                 # the paper's Fig. 3 order
 # (--fractions), no fine-tuning or DID (a 135M model per task). Every stage also scores its test sets by
 # rank classification (--eval both): the instruct model answers in sentences. `--stop-after` cuts it
 # into pieces that fit a device command; `--splits cls-small --dims 1,3,5` runs on a CPU. A decoder-only
-# model's embeddings are small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary.
+# model's embeddings are small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary. The LoRA
+# study (lora_study.py) runs beside it on every split: a LoRA on q_proj, v_proj of each task, MSF and IST over them.
 REAL = {"data_dir": str(data.HERE.parent / "shared" / "data" / "crossfit"), "model": "smollm2", "run": "runs/smollm2",
         "splits": "random,non-cls,cls", "dims": "1,3,5,10,25", "prompt_len": 20, "eval_every": 50, "ft": False,
-        "allow_missing": True, "pt_lr": 0.03, "fractions": "none", "did_dims": "none"}
+        "allow_missing": True, "pt_lr": 0.03, "fractions": "none", "did_dims": "none", "lora": True}
 REAL_TRAIN_ARGS = ("--max-input-len 128 --max-target-len 16 --max-test 200 --eval-batch-size 128 --prompt-init vocab "
                    "--eval both")
 
@@ -79,6 +80,10 @@ def parser(description=""):
     p.add_argument("--pca-dim", type=int, default=0, help="Fig. 4's d_I, of the sweep (default: the random split's "
                                                           "planted d on the world, where the two components drawn "
                                                           "separate the kinds; 10 on real data)")
+    p.add_argument("--lora", action="store_true", help="beyond the paper: the LoRA study (lora_study.py): LoRA-PT, "
+                                                       "MSF and IST over LoRAs and their baselines (make lora)")
+    p.add_argument("--lora-splits", default="", help="the LoRA study's splits, of --splits (default: all of them)")
+    p.add_argument("--lora-dims", default="", help="the LoRA study's d_I, of the sweep (default: all of it)")
     p.add_argument("--allow-missing", action="store_true", help="train on the tasks present (real data)")
     p.add_argument("--train-args", default="", help="more train.py options for every stage, quoted")
     p.add_argument("--demo", action="store_true", help="the README's demo: random split only, no fine-tuning, "
@@ -221,5 +226,11 @@ def sweep(args, p):
     if off:
         p.error(f"--did-dims, --fraction-dims, --stability-dim and --pca-dim must be of the random split's d_I "
                 f"{random_dims}: {off} is not")
+    args.lora_splits = args.lora_splits.split(",") if args.lora_splits else list(args.splits)
+    if set(args.lora_splits) - set(args.splits):
+        p.error(f"--lora-splits takes splits of --splits {','.join(args.splits)}, got {','.join(args.lora_splits)!r}")
+    args.lora_dims = sorted(set(numbers("--lora-dims", args.lora_dims))) if args.lora_dims else args.dims
+    if set(args.lora_dims) - set(args.dims) or min(args.lora_dims) < 1:
+        p.error(f"--lora-dims must be of the d_I sweep --dims {args.dims}, got {args.lora_dims}")
 
 

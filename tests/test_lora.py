@@ -4,18 +4,23 @@ in and out, the options' checks, and the three stages end to end on the tiny wor
 import copy
 import importlib
 import json
+import math
 import re
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import experiments
 import ipt
 import lora
 import lora_stages
+import lora_study
 import lora_subspaces
+import report
 import train
 from conftest import installed
+from test_experiments import toy, toy_args  # noqa: F401 (a fixture)
 from test_ipt import random_batch, seeds
 from test_train import args, results
 
@@ -274,3 +279,30 @@ def test_pt_starts_from_peft_lora_adapters(lora_run, world, t5):
     source = lora_stages.read_peft(run / "loras-s100" / "second-word", shape, 8.0)
     written = lora_stages.read_peft(world / "runs" / "from-peft" / "loras-s100" / "second-word", shape, 8.0)
     assert source.abs().max() > 0.1 and (written - source).abs().max() < 1e-6
+
+
+# --- the study: its plan, its knee, its report ---------------------------------------------------
+
+def test_a_knee_is_a_rise_larger_than_every_rise_after_it():
+    assert lora_study.knee([1, 2, 3, 4, 6], [0.1, 0.2, 0.8, 0.85, 0.86]) == pytest.approx((3, 0.6, 0.05))
+    assert lora_study.knee([1, 2, 3], [0.5, 0.5, 0.5]) is None                     # flat: no knee
+    assert lora_study.knee([1, 2, 3, 4], [0.1, 0.4, 0.5, 0.8]) is None             # the last rise is as large
+    assert lora_study.knee([1, 2, 3], [0.2, math.nan, 0.9]) == pytest.approx((3, 0.7, 0.0))   # a gap is skipped
+
+
+def test_the_study_plans_every_subspace_at_every_d_beside_the_prompts(toy, tmp_path):
+    p = experiments.plan(toy_args(toy, tmp_path, "--splits", "random,cls", "--lora", "--lora-splits", "random",
+                                  "--no-ablations"))
+    lora_cells = {(c.challenge, c.dim) for c in p.cells if c.split == "LoRA random"}
+    methods = set(lora_study.METHODS.values())
+    # the toy's random split has 3 training LoRAs: PCA spans 2 directions, LoraHub picks up to 3
+    assert lora_cells == {(f"T_test({m})", d) for m in methods for d in (1, 2)} | {("T_train(LoRA-MSF)", d) for d in (1, 2)}
+    lora_jobs = [train.parse_args(j.argv) for j in p.jobs if "--adapter" in j.argv]
+    assert all(c.adapter == "lora" for c in lora_jobs)
+    assert sum(c.stage == "ist" and c.subspace == "mean" for c in lora_jobs) == 1   # 0 numbers: one run
+    assert all(c.ref is p.meta["lora"]["pt"] for c in p.cells if c.split.startswith("LoRA"))
+    assert not any(c.split == "LoRA cls" for c in p.cells)
+    report.write(p, tmp_path)                                          # nothing run: every stage named
+    text = (tmp_path / "report.md").read_text()
+    assert "## Beyond the paper: the intrinsic task subspace of LoRA" in text and (tmp_path / "lora.png").is_file()
+    assert all(j.command() in text for j in p.jobs)
