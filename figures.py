@@ -80,20 +80,24 @@ LORA_STYLE = {"LoRA-IST": ("tab:red", "s"), "LoRA-PCA": ("tab:purple", "D"), "Lo
 
 
 def lora_figure(per_split, dims, planted, path):
-    """One panel per split: E_rel of the held-out tasks over d_I, each LoRA subspace (solid; dashed the
-    mean LoRA, the same at every d_I) and the prompts' IST (black, dotted) beside them."""
+    """One panel per split: E_rel of the held-out tasks (of the training tasks' kind) over d_I, each LoRA
+    subspace (solid; dashed the mean LoRA, the same at every d_I) and the prompts' IST (black, dotted)."""
     fig, axes = plt.subplots(1, len(per_split), figsize=(6 * len(per_split), 4), squeeze=False)
     for ax, (split, lines) in zip(axes[0], per_split.items()):
+        top = 1.25
         for ch, ys in lines.items():
             method = ch[ch.index("(") + 1:-1]
             colour, marker = LORA_STYLE[method]
-            style = ":" if ch.startswith("prompt") else "--" if method == "LoRA-mean" else "-"
-            ax.plot(dims, ys, marker=marker, color=colour, linestyle=style, markersize=4, label=ch)
+            prompt = ch.startswith("prompt")
+            style = ":" if prompt else "--" if method == "LoRA-mean" else "-"
+            top = max([top] + [1.08 * y for y in ys if math.isfinite(y)])
+            ax.plot(dims, ys, marker=marker, color=colour, linestyle=style, markersize=4,
+                    label="prompt IST (E_rel^PT)" if prompt else method)
         if planted.get(split):
             mark_planted(ax, planted[split], top=True)
         ax.axhline(1.0, color="grey", linewidth=0.5)
         ax.set(title=f"{split} split: LoRA subspaces (E_rel^LoRA) and prompt IST (E_rel^PT)",
-               xlabel="intrinsic dimension d_I (numbers tuned per task)", ylabel="E_rel", xticks=dims, ylim=(0, 1.25))
+               xlabel="intrinsic dimension d_I (numbers tuned per task)", ylabel="E_rel", xticks=dims, ylim=(0, top))
         ax.title.set_fontsize(9)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     save(fig, path)

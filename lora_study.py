@@ -38,8 +38,9 @@ def plan(p, args, job, run, splits, split_path):
         sections = splits[s]
         held = [sec for sec in sections if sec not in ("train", "test_out")]    # a kind's subspace, its own kind
         where, label = (run / s, split_path(args, s)), f"LoRA {s}"
-        ist = lambda kind, d: p.add(job(*where, *LORA, "--stage", "ist", "--subspace", kind, "--intrinsic-dim", d,
-                                        "--steps", args.ist_steps, "--tasks-from", ",".join(held), *store))
+        ist = lambda kind, d, where=where, held=held: p.add(job(
+            *where, *LORA, "--stage", "ist", "--subspace", kind, "--intrinsic-dim", d, "--steps", args.ist_steps,
+            "--tasks-from", ",".join(held), *store))
         mean = ist("mean", 1)                                          # 0 numbers: one run for every d_I
         K = len(sections["train"])
         for d in args.lora_dims:
@@ -56,16 +57,20 @@ def plan(p, args, job, run, splits, split_path):
 # -----------------------------------------------------------------------------
 # The report's section
 
+MIN_RISE = 0.05          # E_rel over 8–16 held-out tasks: a smaller step is within a task's flip
+
+
 def knee(dims, ys):
-    """The d_I after the largest rise of the curve, when that rise is larger than every rise after it
-    (the house definition of a knee) -> (d, rise, largest later rise) or None."""
+    """Where the curve reaches its plateau: the last d_I whose step into it is at least MIN_RISE and
+    larger than every step after it (the step into d* larger than every later one, as the README
+    reads prompt IST's knees) -> (d, that step, the largest later step; 0.0 at the sweep's end) or None."""
     pairs = [(d, y) for d, y in zip(dims, ys) if math.isfinite(y)]
     rises = [(pairs[i + 1][0], pairs[i + 1][1] - pairs[i][1]) for i in range(len(pairs) - 1)]
-    if not rises:
-        return None
-    i = max(range(len(rises)), key=lambda j: rises[j][1])
-    later = max([r for _, r in rises[i + 1:]], default=0.0)
-    return (rises[i][0], rises[i][1], later) if rises[i][1] > later and rises[i][1] > 0 else None
+    for i in reversed(range(len(rises))):
+        later = max([r for _, r in rises[i + 1:]], default=0.0)
+        if rises[i][1] >= MIN_RISE and rises[i][1] > later:
+            return rises[i][0], rises[i][1], later
+    return None
 
 
 def curves(rows, split, dims):

@@ -1,7 +1,7 @@
 """make real's plan (issue: the paper on a real model): every stage also scored by rank classification
 (--eval both, known answers against --eval generate and --eval rank), E_rel over the tasks PT learns,
 and the whole plan — three splits, the d_I sweep, Table 4 with stage two and SPoT, MPT, PCA, the
-similarity map — end to end on a tiny random Llama over real CrossFit files."""
+similarity map, the LoRA study — end to end on a tiny random Llama over real CrossFit files."""
 import pytest
 
 import experiments
@@ -49,12 +49,16 @@ def test_the_real_plan_runs_end_to_end_on_a_tiny_llama_over_real_files(tmp_path)
     summary = experiments.main(argv)
     text = (tmp_path / "real" / "report.md").read_text()
     assert "Missing runs" not in text
-    for heading in ("## By rank classification", "## Table 4", "## Fig. 4", "## Task similarity"):
+    for heading in ("## By rank classification", "## Table 4", "## Fig. 4", "## Task similarity",
+                    "## Beyond the paper: the intrinsic task subspace of LoRA"):
         assert heading in text, heading
     cells = {(r["cell"].split, r["cell"].challenge, r["cell"].dim) for r in summary["rows"]}
     for split, held in (("random", "T_test"), ("non-cls", "T_test^in"), ("cls", "T_test^out")):
         for method in ("IST", "MSF", "random", "PCA", "MPT"):
             assert {(split, f"{held}({method})", d) for d in (1, 2)} <= cells, (split, held, method)
+    lora_cells = {c for c in cells if c[0].startswith("LoRA")}        # the LoRA study on every split
+    assert {("LoRA random", "T_test(LoRA-IST)", d) for d in (1, 2)} <= lora_cells
+    assert ("LoRA non-cls", "T_test^in(LoRA-mean)", 1) in lora_cells
     assert set(summary["stability"]) == {"PT", "IST (d_I = 2)", "stage two: PT from IST",
                                          "SPoT: PT from the mean prompt", "SPoT: PT from the nearest task's prompt"}
     assert all(row and row["runs"] == 2 and row["tasks"] == 2 for row in summary["stability"].values())
