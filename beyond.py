@@ -2,13 +2,13 @@
 The plan's comparisons beyond the paper (experiments.py calls these as it plans each split and each
 of Table 4's runs): the stages they add and the cells the report draws from them.
 
-  linear    <split>/ist-pca-d<d>-…/          IST through the training prompts' linear span (linear.py)
+  linear    <split>/ist-pca-d<d>-…/          IST through the training prompts' linear span (prompt_subspaces.py)
   MPT       <split>/mpt/, <split>/ist-mpt-…/  a shared prompt learnt on the training tasks, then each
-                                              held-out task's u, v (mpt.py): P + H numbers a task, one
+                                              held-out task's u, v (prompt_subspaces.py): P + H numbers a task, one
                                               value drawn at every d_I of the sweep
   transfer  transfer/pt-transfer-{mean,nearest}-…/   Table 4: PT started from the training prompts'
                                               mean, or from the nearest training task's prompt (SPoT,
-                                              transfer.py), beside stage two, under the same seeds
+                                              prompt_subspaces.py), beside stage two, under the same seeds
 """
 from pathlib import Path
 

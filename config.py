@@ -47,8 +47,8 @@ class Config:
     ae_hidden: int = opt(0, "d'_I, Proj_b's hidden size; 0: d_model (the authors' 768 for BART-base)")
     alpha: float = opt(1.0, "α of Eq. MSF for our mean-reduced losses (≈ the authors' 200 on token sums)")
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline) | pca (the "
-                               "training tasks' PT prompts' mean and top principal directions: linear.py) | mpt "
-                               "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: mpt.py); "
+                               "training tasks' PT prompts' mean and top principal directions: prompt_subspaces.py) | mpt "
+                               "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: prompt_subspaces.py); "
                                "--adapter lora also mean | hub | basis | fastfood (lora_subspaces.py), not mpt")
     msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
                                              "(another draw of the subspace; writes …-msf<N> folders)")
@@ -56,7 +56,7 @@ class Config:
     init_from_ist: str = opt("", "pt only: an IST stage folder; start each prompt at Proj_b(z_best)")
     init_from_peft: str = opt("", "pt only: PEFT prompt-tuning adapters, <dir>/<task>/ (or one adapter with "
                                   "--task); start each prompt there")
-    transfer: str = opt("", "pt only, SPoT (transfer.py): start each prompt at the split's training tasks' mean PT "
+    transfer: str = opt("", "pt only, SPoT (prompt_subspaces.py): start each prompt at the split's training tasks' mean PT "
                             "prompt (mean) or at its nearest training task's (nearest: by --similar-by's z)")
     similar_by: str = opt("", "with --transfer nearest: an IST stage folder (MSF subspace); each task's z there "
                               "against the training tasks' Proj(P) picks its nearest")

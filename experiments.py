@@ -105,9 +105,9 @@ def plan(args):
                                           "--data-seed", RESAMPLED_SEED, "--tasks-from", "train", *drawn)))
             p.cells += [Cell(s, "T_train(MSF)", d, msf, sections["train"]),
                         Cell(s, "T_train^same(IST)", d, same, sections["train"])]
-            if args.linear:                 # beyond the paper: IST through the PT prompts' linear span (linear.py)
+            if args.linear:                 # beyond the paper: IST through the PT prompts' linear span (prompt_subspaces.py)
                 beyond.plan_linear(p, args, job, where, d, s, sections, store)
-            if args.mpt:                    # beyond the paper: MPT's shared prompt, u and v (mpt.py)
+            if args.mpt:                    # beyond the paper: MPT's shared prompt, u and v (prompt_subspaces.py)
                 beyond.plan_mpt(p, args, job, where, d, s, sections, store)
             p.cells += [Cell(s, "T_train^diff(IST)", d, diff, sections["train"])] if diff else []
             for sec in held:
@@ -177,7 +177,7 @@ def plan_stability(p, args, job, heldout, lr):
         for method, j in (("FT", ft), ("PT", pt), (f"IST (d_I = {d})", ist), ("stage two: PT from IST", two)):
             if j:
                 p.stability.setdefault(method, []).append(j)
-        if args.transfer:                   # beyond the paper: SPoT's starts beside stage two's (transfer.py)
+        if args.transfer:                   # beyond the paper: SPoT's starts beside stage two's (prompt_subspaces.py)
             beyond.plan_transfer(p, args, job, (run / "transfer", split), ist, [*lr, *seeded(i)])
     p.meta["stability"] = {"tasks": heldout, "dim": d, "runs": args.runs}
 

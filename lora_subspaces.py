@@ -5,7 +5,7 @@ held-out tasks. Each maps z (K, d_I) -> θ (K, N), a plain LoRA (lora.py), and s
 
   mean      θ̄: the training tasks' mean canonical LoRA; 0 numbers (z is empty)
   pca       θ̄ + U z, U the top d_I principal directions of the training LoRAs (EigenLoRAx, the
-            Universal Weight Subspace: PCA of a LoRA library; linear.py for prompts); z starts at 0
+            Universal Weight Subspace: PCA of a LoRA library; prompt_subspaces.py for prompts); z starts at 0
   hub       Σ_i w_i θ̃_i over d_I training LoRAs drawn at random (LoraHub's combination of A's and B's),
             w = z starting at 1/d_I (their mean; at 0 no gradient reaches A or B). LoraHub searches w
             gradient-free (Shiwa, 20 LoRAs, L1 on w); here w learns by gradient like every other z

@@ -2,7 +2,7 @@
 The offline world's own answer to Fig. 3: IST through the true subspace.
 
 MSF has to find a kind's subspace from PT prompts; the world knows it, because its conditioner maps
-θ linearly into prompts (world.Conditioner). The oracle tunes d numbers z on the plane through the
+θ linearly into prompts (pretraining.Conditioner). The oracle tunes d numbers z on the plane through the
 mean μ of the kind's training θs spanned by their d leading principal directions U_d,
 
     prompt = cond(μ + z·U_d)                    z (d,), U_d (d, d*), prompt (P, H)
@@ -33,6 +33,7 @@ import cli
 import data
 import evaluate
 import ipt
+import pretraining
 import world
 
 SPLIT = {"pick": "non-cls", "colour": "cls"}          # the split whose training tasks define a kind's plane
@@ -61,7 +62,7 @@ class OraclePrompts(nn.Module):
 
 def rows(tokenizer, examples):
     """Examples -> (Batch of inputs and first references, references)."""
-    return world.encode(tokenizer, [(e.input, e.references[0]) for e in examples]), [list(e.references) for e in examples]
+    return pretraining.encode(tokenizer, [(e.input, e.references[0]) for e in examples]), [list(e.references) for e in examples]
 
 
 @torch.no_grad()
@@ -118,7 +119,7 @@ def load_world(root):
     """-> (world.json's contents, its WorldConfig, the pretrained Conditioner)"""
     info = json.loads((root / "world.json").read_text())
     cfg = world.WorldConfig(**info["config"])
-    cond = world.Conditioner(cfg.dim, cfg.prompt_len, cfg.d_model)
+    cond = pretraining.Conditioner(cfg.dim, cfg.prompt_len, cfg.d_model, world.TYPES)
     cond.load_state_dict(checkpoint.load(root / "conditioner.safetensors", "build the world again: python world.py")[0])
     return info, cfg, cond
 

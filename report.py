@@ -158,7 +158,7 @@ def stability_section(p, st):
              "Steps to PT's best: the first evaluation (every --eval-every steps; a given start is step 0) whose dev "
              "score reaches the best dev score of PT under seed 42, averaged over the (run, task) pairs that reach it "
              "(how many in brackets). SPoT rows (beyond the paper): PT started from the training tasks' mean prompt, "
-             "or from the prompt of the training task nearest by IST's z (transfer.py).", "",
+             "or from the prompt of the training task nearest by IST's z (prompt_subspaces.py).", "",
              "| method | runs | tasks | mean std ×100 | E_rel^PT | steps to PT's best | paper std | paper E_rel^PT |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for method, row in st.items():
@@ -308,8 +308,8 @@ def write(p, out, seconds=None):
     lines += ["## Fig. 3: E_rel over d_I", "", "![Fig. 3](e_rel.png)", "",
               f"{subspaces}(random): the random subspace, each task's score the mean over {draws('(random)')} draws "
               "of Proj_b. (DID): Aghajanyan et al.'s intrinsic dimension, d numbers projected onto every PLM weight. "
-              "Beyond the paper: (PCA) IST through the training prompts' linear span (linear.py); (MPT) a shared prompt "
-              "P* ⊙ u vᵀ, u and v tuned per task (mpt.py): its size is P + H, not d_I, so one value at every d_I.", ""]
+              "Beyond the paper: (PCA) IST through the training prompts' linear span (prompt_subspaces.py); (MPT) a shared prompt "
+              "P* ⊙ u vᵀ, u and v tuned per task (prompt_subspaces.py): its size is P + H, not d_I, so one value at every d_I.", ""]
     for ref in ("PT", "FT") if p.ft else ("PT",):
         for split in p.meta["splits"]:
             lines += [f"E_rel^{ref}, {split} split (tasks in brackets):", "",

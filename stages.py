@@ -5,8 +5,8 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   msf   §3.2  the autoencoder only, over the training tasks' PT prompts -> autoencoder.safetensors
   ist   §3.2  z only (d_I numbers a task); Proj_b and the PLM frozen -> z.safetensors
         --subspace random: the same with an untrained Proj_b (the paper's random-subspace baseline)
-        --subspace pca: through P̄ + U z, the training prompts' linear span (linear.py; beyond the paper)
-        --subspace mpt: through P* ⊙ (u vᵀ), z = [u; v], P* from the mpt stage (mpt.py; beyond the paper)
+        --subspace pca: through P̄ + U z, the training prompts' linear span (prompt_subspaces.py; beyond the paper)
+        --subspace mpt: through P* ⊙ (u vᵀ), z = [u; v], P* from the mpt stage (prompt_subspaces.py; beyond the paper)
   mpt         MPT's source: a shared P* and each training task's u, v  -> shared_prompt.safetensors
   reconstruct §4.1  nothing trains: the MSF autoencoder applied to tasks' own PT prompts, scored
         (T_test(MSF) on held-out tasks: how well it reconstructs prompts it never saw)
@@ -17,7 +17,7 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
   pt --init-from-ist DIR   §4.3 stage two: PT started from Proj_b(z) of an IST run
   pt --init-from-peft DIR  PT started from PEFT prompt-tuning adapters (DIR/<task>/, or DIR with --task)
   pt --transfer mean|nearest   SPoT: PT started from the training tasks' mean prompt, or from the
-              prompt of the nearest training task (transfer.py; beyond the paper)
+              prompt of the nearest training task (prompt_subspaces.py; beyond the paper)
 
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
 before the PLM, so a missing or damaged file is reported in a second.
@@ -31,9 +31,7 @@ import checkpoint
 import data
 import did
 import ipt
-import linear
-import mpt
-import transfer
+import prompt_subspaces
 from data import UserError
 
 
@@ -157,7 +155,7 @@ def read_inputs(cfg, names, model_config):
     if cfg.stage == "ist" and cfg.subspace == "pca":             # the split's training tasks' PT prompts
         _, prompts = training_prompts(cfg, d_model, "the linear subspace is the span of the training tasks' PT prompts")
         try:
-            inputs["autoencoder"] = linear.LinearSubspace(prompts, cfg.intrinsic_dim)
+            inputs["autoencoder"] = prompt_subspaces.LinearSubspace(prompts, cfg.intrinsic_dim)
         except ValueError as e:
             raise UserError(str(e)) from None
         inputs["source"] = "pca"
@@ -172,18 +170,18 @@ def read_inputs(cfg, names, model_config):
                             f"--split {cfg.split}")
         shared, _ = checkpoint.load(path, f"train it again: delete {source} and re-run the mpt stage")
         check_shape(str(source), shared["shared"].shape, cfg, d_model)
-        inputs["autoencoder"], inputs["source"] = mpt.RankOne(shared["shared"]), "mpt"
+        inputs["autoencoder"], inputs["source"] = prompt_subspaces.RankOne(shared["shared"]), "mpt"
     if cfg.stage == "pt" and cfg.transfer:
         # a PT run writes its own prompts to its prompt store: it reads the sources from another folder
         train, prompts = training_prompts(cfg, d_model, "transfer starts from the training tasks' PT prompts",
                                           cfg.transfer_from)
         if cfg.transfer == "mean":
-            inputs["init"] = transfer.mean_start(prompts, len(names))
+            inputs["init"] = prompt_subspaces.mean_start(prompts, len(names))
             inputs["sources"] = [(f"mean of {len(train)} training prompts", "")] * len(names)
         else:
             z, ae = load_ist_solution(cfg.similar_by, names)
             with torch.no_grad():
-                index, cosine = transfer.nearest(z, ae.encode(prompts), torch.tensor([[t == n for t in train] for n in names]))
+                index, cosine = prompt_subspaces.nearest(z, ae.encode(prompts), torch.tensor([[t == n for t in train] for n in names]))
             inputs["init"] = prompts[index]
             inputs["sources"] = [(train[i], f"{c:.4f}") for i, c in zip(index.tolist(), cosine.tolist())]
     if cfg.stage == "pt" and cfg.init_from_ist:
@@ -310,9 +308,9 @@ def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None
 
 
 def setup_mpt(cfg, plm, tokenizer, names, prepared, shared):
-    """MPT's source (mpt.py): P* and each task's u, v train; loss = Σ_k L_LM(P* ⊙ u_k v_kᵀ); saves P*.
+    """MPT's source (prompt_subspaces.py): P* and each task's u, v train; loss = Σ_k L_LM(P* ⊙ u_k v_kᵀ); saves P*.
     P* is shared, so the tasks are selected and stopped together, by their mean dev score (as MSF)."""
-    module = mpt.MultitaskPrompts(shared, len(names))
+    module = prompt_subspaces.MultitaskPrompts(shared, len(names))
 
     def artifact(out, state):
         checkpoint.save(out / "shared_prompt.safetensors", {"shared": state["autoencoder.shared"]}, tasks=names)

@@ -1,31 +1,30 @@
-"""The baselines beyond the paper (transfer.py, mpt.py): SPoT's start is exactly the chosen prompt
+"""The baselines beyond the paper (prompt_subspaces.py: SPoT, MPT): SPoT's start is exactly the chosen prompt
 (the mean, or the nearest training task's by cosine of z against Proj(P)); MPT with u = v = 1 is P*
 itself, its source trains P*, u and v, and its target only u and v."""
 import pytest
 import torch
 
 import checkpoint
-import mpt
+import prompt_subspaces
 import stages
 import train
-import transfer
 from test_train import args, metrics, results, spy_start
 
 
 def test_mean_start_is_the_mean_and_nearest_is_the_most_cosine_similar():
     prompts = torch.arange(24.0).view(3, 2, 4)
-    torch.testing.assert_close(transfer.mean_start(prompts, 2), prompts[1:2].expand(2, -1, -1))
+    torch.testing.assert_close(prompt_subspaces.mean_start(prompts, 2), prompts[1:2].expand(2, -1, -1))
     codes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     z = torch.tensor([[3.0, 0.1], [-5.0, 1.0], [2.0, 2.1]])             # length does not matter, direction does
-    index, cosine = transfer.nearest(z, codes)
+    index, cosine = prompt_subspaces.nearest(z, codes)
     assert index.tolist() == [0, 2, 1] and cosine[1].item() == pytest.approx(5 / 26 ** 0.5)
     exclude = torch.tensor([[True, False, False], [False, False, False], [False, True, False]])
-    assert transfer.nearest(z, codes, exclude)[0].tolist() == [1, 2, 0]   # the best allowed one
+    assert prompt_subspaces.nearest(z, codes, exclude)[0].tolist() == [1, 2, 0]   # the best allowed one
 
 
 def test_mpt_with_u_v_one_is_the_shared_prompt_and_rank_one_otherwise():
     shared = torch.randn(3, 5)
-    r = mpt.RankOne(shared)
+    r = prompt_subspaces.RankOne(shared)
     torch.testing.assert_close(r.decode(r.start(2)), shared.expand(2, -1, -1))
     u, v = torch.randn(3), torch.randn(5)
     prompt = r.decode(torch.cat([u, v])[None])[0]
@@ -34,7 +33,7 @@ def test_mpt_with_u_v_one_is_the_shared_prompt_and_rank_one_otherwise():
 
 
 def test_mpt_source_trains_the_shared_prompt_and_each_tasks_u_v():
-    module = mpt.MultitaskPrompts(torch.randn(2, 4), num_tasks=3)
+    module = prompt_subspaces.MultitaskPrompts(torch.randn(2, 4), num_tasks=3)
     assert sum(p.numel() for p in module.parameters()) == 2 * 4 + 3 * (2 + 4)
     module(torch.tensor([0, 2, 2])).square().sum().backward()
     assert module.autoencoder.shared.grad is not None and module.z[1].grad is None and module.z[2].grad is not None

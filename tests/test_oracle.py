@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import checkpoint
 import oracle
+import pretraining
 import world
 from test_world import SMALL
 
@@ -25,7 +26,7 @@ def test_the_plane_holds_every_theta_at_full_dimension_and_ranks_the_variance(se
 
 
 def test_only_z_trains_and_the_prompt_is_the_conditioning_on_the_plane():
-    cond = world.Conditioner(dim=3, prompt_len=2, d_model=8)
+    cond = pretraining.Conditioner(dim=3, prompt_len=2, d_model=8, types=world.TYPES)
     mu, basis = torch.tensor([0.5, 0.0, -1.0]), torch.eye(3)[:2]
     prompts = oracle.OraclePrompts(cond, "colour", mu, basis)
     with torch.no_grad():
@@ -48,7 +49,7 @@ def test_the_command_scores_every_held_out_task_at_every_d(tmp_path):
 
 
 def test_the_true_conditionings_lie_wholly_in_the_conditioning_directions_and_noise_does_not():
-    cond = world.Conditioner(dim=3, prompt_len=4, d_model=32)
+    cond = pretraining.Conditioner(dim=3, prompt_len=4, d_model=32, types=world.TYPES)
     with torch.no_grad():
         true = cond(torch.randn(20, 3), ["pick"] * 20)
     assert abs(oracle.share_inside(cond, "pick", true) - 1) < 1e-4

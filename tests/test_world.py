@@ -11,6 +11,7 @@ import torch
 
 import checkpoint
 import data
+import pretraining
 import world
 
 SMALL = world.WorldConfig(items=60, tasks_per_type=4, unseen_per_type=1, test_examples=10, d_model=32,
@@ -119,13 +120,13 @@ def test_the_default_worlds_model_ships_and_its_tasks_are_the_same_here(tmp_path
 def test_a_shipped_model_is_used_instead_of_pretraining_unless_rebuilt(built, tmp_path, monkeypatch):
     monkeypatch.setattr(world, "SHIPPED", tmp_path / "shipped")
     world.ship(SMALL, built)
-    monkeypatch.setattr(world, "pretrain", lambda *a: pytest.fail("pretrained although a model ships"))
+    monkeypatch.setattr(pretraining, "pretrain", lambda *a: pytest.fail("pretrained although a model ships"))
     root = world.build(SMALL, tmp_path / "from-shipped")
     for f in ("model/model.safetensors", "model/tokenizer.json", "conditioner.safetensors"):
         assert (root / f).read_bytes() == (built / f).read_bytes(), f
     report = json.loads((root / "world.json").read_text())["pretraining"]
     assert report["weights"].startswith("shipped") and report["data"] == world.data_hash(built)
-    monkeypatch.setattr(world, "pretrain", lambda *a: {"pretrained": True})
+    monkeypatch.setattr(pretraining, "pretrain", lambda *a: {"pretrained": True})
     report = json.loads((world.build(SMALL, root, rebuild=True) / "world.json").read_text())["pretraining"]
     assert report["pretrained"] and report["weights"].startswith("pretrained here")
 
@@ -174,7 +175,7 @@ def test_pretraining_noise_lies_outside_each_rows_conditioning_directions(kinds,
     """What the model learns to ignore is exactly what does not tell it θ: a row's noise has no
     component in its own kind's conditioning directions, and its size is σ × the conditioning's."""
     torch.manual_seed(seed)
-    cond = world.Conditioner(3, 4, 128)
+    cond = pretraining.Conditioner(3, 4, 128, world.TYPES)
     g = torch.Generator().manual_seed(seed)
     prompt = cond(torch.randn(len(kinds), 3), kinds)                               # (B, P, H)
     noise = cond.off_plane_noise(prompt, kinds, g, sigma)
