@@ -62,8 +62,9 @@ class Config:
                               "against the training tasks' Proj(P) picks its nearest")
     transfer_from: str = opt("", "with --transfer: the folder of the training tasks' PT prompts it starts from; "
                                  "empty: --prompt-store's (where this PT run then writes its own)")
-    prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read; "
-                                "empty: <run>/prompts-s<data-seed>[-seed<seed>]")
+    prompt_store: str = opt("", "folder of PT prompts that pt writes and msf, reconstruct read (--adapter lora: "
+                                "of PT LoRAs, as PEFT adapters); empty: <run>/prompts-s<data-seed>[-seed<seed>] "
+                                "(loras-s…)")
     steps: int = opt(2000, "step budget per task (the authors' 100k is ~50 epochs a minute on K-shot data)")
     batch_size: int = opt(8, "rows per task per step (largest of the authors' grid 2/4/8)")
     lr: float = opt(0.0, "peak learning rate; 0: the stage's default (see STAGE_LR)")
