@@ -24,21 +24,29 @@ import did
 import lora
 
 
-class Mean(nn.Module):
-    def __init__(self, library):                                       # (K_train, N) canonical
-        super().__init__()
-        self.register_buffer("mean", library.mean(0))
+class Subspace(nn.Module):
+    """z (K, d) -> θ (K, N); z starts at 0 (where the subspace's origin is its start) unless it says otherwise."""
 
-    def start(self, num_tasks, generator=None):
-        return torch.zeros(num_tasks, 0)
+    def __init__(self, d):
+        super().__init__()
+        self.d = d
+
+    def start(self, num_tasks):
+        return torch.zeros(num_tasks, self.d)
+
+
+class Mean(Subspace):
+    def __init__(self, library):                                       # (K_train, N) canonical
+        super().__init__(0)
+        self.register_buffer("mean", library.mean(0))
 
     def decode(self, z):                                               # (K, 0) -> (K, N)
         return self.mean.expand(len(z), -1)
 
 
-class Principal(nn.Module):
+class Principal(Subspace):
     def __init__(self, library, d):
-        super().__init__()
+        super().__init__(d)
         K = len(library)
         if d > K - 1:
             raise ValueError(f"the PCA of {K} training LoRAs has {K - 1} directions about their mean; "
@@ -49,51 +57,42 @@ class Principal(nn.Module):
         self.register_buffer("mean", mean.float())
         self.register_buffer("U", v[:d].T.contiguous().float())        # (N, d_I)
 
-    def start(self, num_tasks, generator=None):
-        return torch.zeros(num_tasks, self.U.size(1))
-
     def decode(self, z):
         return self.mean + z @ self.U.T
 
 
-class Hub(nn.Module):
+class Hub(Subspace):
     def __init__(self, library, d, generator):
-        super().__init__()
+        super().__init__(d)
         if d > len(library):
             raise ValueError(f"LoraHub combines d_I of the {len(library)} training LoRAs; --intrinsic-dim {d} "
                              "asks for more")
         self.chosen = torch.randperm(len(library), generator=generator)[:d].sort().values
         self.register_buffer("loras", library[self.chosen].clone())    # (d_I, N)
 
-    def start(self, num_tasks, generator=None):
-        return torch.full((num_tasks, len(self.loras)), 1.0 / len(self.loras))
+    def start(self, num_tasks):
+        return torch.full((num_tasks, self.d), 1.0 / self.d)
 
     def decode(self, z):
         return z @ self.loras
 
 
-class Basis(nn.Module):
+class Basis(Subspace):
     def __init__(self, shape, d, generator):
-        super().__init__()
+        super().__init__(d)
         self.register_buffer("origin", lora.init_lora(shape, generator))
         q, _ = torch.linalg.qr(torch.randn(shape.size, d, generator=generator, dtype=torch.float64))
         self.register_buffer("R", q.float())                           # (N, d_I), orthonormal
-
-    def start(self, num_tasks, generator=None):
-        return torch.zeros(num_tasks, self.R.size(1))
 
     def decode(self, z):
         return self.origin + z @ self.R.T
 
 
-class FastfoodBasis(nn.Module):
+class FastfoodBasis(Subspace):
     def __init__(self, shape, d, generator):
-        super().__init__()
+        super().__init__(d)
         self.register_buffer("origin", lora.init_lora(shape, generator))
         self.fastfood = did.Fastfood(d, shape.size, generator)
-
-    def start(self, num_tasks, generator=None):
-        return torch.zeros(num_tasks, self.fastfood.d)
 
     def decode(self, z):
         return self.origin + torch.stack([self.fastfood(row) for row in z])
