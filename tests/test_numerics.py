@@ -1,7 +1,10 @@
-"""Pinned CPU numerics (numerics.py): the same bits on every x86-64 CPU with AVX2. The golden hashes
-were computed on an AMD EPYC with AVX-512 (2026-12-04) and, for the probe, on an AMD EPYC with AVX2
-only: a machine where these fail computes other bits than those, and the README's tables are not
-what it prints."""
+"""Pinned CPU numerics (numerics.py). What holds, and so what is tested: the same bits on one machine
+(the same command twice; a resumed run as an uninterrupted one: tests/test_train.py, test_faults.py),
+and the pin in effect. The same bits across machines hold only among CPUs of one vendor under the pin
+(MKL's reproducible branch and oneDNN's kernels differ between vendors: ../shared/repro/machines.md),
+so no test compares this machine's bits with another's; a known family's reference is reported as a
+diagnostic in the test's output, never a failure. The world's numbers across vendors are another draw
+within the bands that the README gives (tests/test_paper.py holds this machine's demo in them)."""
 import hashlib
 import os
 import subprocess
@@ -18,10 +21,11 @@ from conftest import REAL, needs
 
 HERE = Path(__file__).resolve().parents[1]
 PROBE = REAL.parents[1] / "repro" / "probe.py"
-# The short world run below, pinned. On the AVX-512 EPYC, unpinned it is 5502d2c1f31e (1 or 2 threads);
-# pinned but for ATEN_CPU_CAPABILITY=default ed9c1a7d820a, but for MKL_CBWR=COMPATIBLE 3a2dcc586ca1.
-GOLDEN_RUN = "e24e906ee87d"
-GOLDEN_PROBE = "d6dd6baeae1f"                  # ../shared/repro/probe.py's AVX2 machine, native and pinned
+# Diagnostics only: the bits that AMD EPYCs (AVX2 only, and AVX-512) compute under the pin, and an Intel
+# Xeon with AMX (2026-12-04). The short run below: AMD e24e906ee87d (ATen default ed9c1a7d820a,
+# MKL_CBWR=COMPATIBLE 3a2dcc586ca1, both on AMD), Intel 1ffb87c57f54. The probe: AMD d6dd6baeae1f, Intel 82669cf1a29a.
+REFERENCE_RUN = {"e24e906ee87d": "the AMD EPYCs' pinned bits", "1ffb87c57f54": "the Intel Xeon's (AMX) pinned bits"}
+REFERENCE_PROBE = {"d6dd6baeae1f": "the AMD EPYCs' pinned bits", "82669cf1a29a": "the Intel Xeon's (AMX) pinned bits"}
 
 
 def unpinned_env():
@@ -41,29 +45,46 @@ def tensors_hash(folder):
     return h.hexdigest()[:12]
 
 
-@pytest.mark.slow
-def test_a_short_world_run_has_the_committed_bits(tmp_path):
+def diagnose(got, references):
+    """One line for the test's output: whose bits these are, if a known family's."""
+    print(f"{got}: {references.get(got, 'no reference family computes these bits (another draw)')}, "
+          f"with {numerics.state()}")
+
+
+def short_world_run(run):
     """PT of 6 world tasks for 20 steps, MSF on 4 of them, IST of d_I = 2 on the other 2: 5 s."""
     root = world.build()
-    split = tmp_path / "split.txt"
+    split = run.parent / "split.txt"
+    split.parent.mkdir(parents=True, exist_ok=True)
     split.write_text("[train]\npick-00\npick-01\ncolour-00\ncolour-01\n[test]\npick-30\ncolour-30\n")
-    common = ["--run", str(tmp_path / "run"), "--model", str(root / "model"), "--data-dir", str(root / "data"),
+    common = ["--run", str(run), "--model", str(root / "model"), "--data-dir", str(root / "data"),
               "--tasks-file", str(root / "tasks.txt"), "--split", str(split), "--prompt-len", "4",
               "--batch-size", "4", "--eval-every", "10", "--intrinsic-dim", "2", "--max-test", "20", "--steps", "20"]
     for stage in (["pt", "--tasks-from", "train,test"], ["msf"], ["ist", "--tasks-from", "test"]):
         train.main([*common, "--stage", *stage])
-    got = tensors_hash(tmp_path / "run")
-    assert got == GOLDEN_RUN, (f"this machine computes other bits than the golden run ({got}, not {GOLDEN_RUN}) "
-                               f"with {numerics.state()}: the world's numbers here will not be the README's")
+    return tensors_hash(run)
 
 
-@needs(PROBE.is_file(), f"{PROBE} (shared/)")
-def test_the_probe_computes_the_avx2_machines_bits_under_the_pin():
+@pytest.mark.slow
+def test_a_short_world_run_computes_the_same_bits_twice(tmp_path):
+    first, second = short_world_run(tmp_path / "a" / "run"), short_world_run(tmp_path / "b" / "run")
+    diagnose(first, REFERENCE_RUN)
+    assert first == second, f"the same run twice on this machine gave {first} and {second} ({numerics.state()})"
+
+
+def probe():
     out = subprocess.run([sys.executable, "-c", f"import numerics; numerics.pin(); exec(open({str(PROBE)!r}).read())"],
                          cwd=HERE, env={**unpinned_env(), "IPT_NUMERICS": "pinned"}, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out[0] == str(numerics.THREADS)
-    assert out[2] == GOLDEN_PROBE, f"the probe printed {out}, not {GOLDEN_PROBE}, with {numerics.state()}"
+    assert out[0] == str(numerics.THREADS), out
+    return out[2]
+
+
+@needs(PROBE.is_file(), f"{PROBE} (shared/)")
+def test_the_probe_computes_the_same_bits_in_two_processes_under_the_pin():
+    first, second = probe(), probe()
+    diagnose(first, REFERENCE_PROBE)
+    assert first == second, f"the probe printed {first} and then {second} under the pin ({numerics.state()})"
 
 
 def run_python(code, **env):
