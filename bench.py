@@ -233,7 +233,8 @@ def workload(shape, n, rows, steps, prompt_len, max_test, data_dir, device, prec
                        max_test=max_test, lr=0.3, eval_batch_size=256, eval=eval, precision=precision,
                        tokens_per_forward=tokens_per_forward, device=str(device))
     texts = [ex.input for name in dict.fromkeys(names) for ex in data.read_examples(data.task_file(data_dir, name, "train"))]
-    tokenizer = data.train_tokenizer(texts, 2000, Path("cache") / "bench-tokenizer")
+    with tempfile.TemporaryDirectory() as scratch:           # nothing reads it back: no folder for two benches to share
+        tokenizer = data.train_tokenizer(texts, 2000, scratch)
     model = frozen_t5(shape, len(tokenizer), device)
     prepared = data.prepare(cfg, list(dict.fromkeys(names)), tasks, tokenizer)
     prepared = [{**prepared[[q["name"] for q in prepared].index(name)], "name": f"{name}#{i}"}

@@ -8,11 +8,14 @@ cut the name points at the old file or the new one, never at a half-written one.
 before the last is kept beside it (checkpoint.prev.safetensors) as a way back if the last is damaged.
 
 A stage folder is locked while a process trains in it (flock: the kernel drops it when the
-process dies, even by kill -9), so two runs of the same command cannot interleave their writes.
+process dies, even by kill -9), so two runs of the same command cannot interleave their writes. A
+folder that many commands share (the world's cache) is built by one of them at a time, in a private
+folder published by one rename (`Building`): the others wait, then read the finished folder.
 """
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -208,3 +211,70 @@ class Lock:
         if self.file:
             fcntl.flock(self.file, fcntl.LOCK_UN)
             self.file.close()
+
+
+class Building:
+    """One builder at a time of a folder that commands share, published whole.
+
+        with Building(root) as b:                  # waits for another builder, saying so on one line
+            if not ready(root):                    # it may have built `root` while this one waited
+                build_into(b.private())            # .<name>.building-<pid> beside root
+                b.publish()                        # one rename: readers see the old folder or the new
+
+    The lock (<parent>/.<name>.lock, flock) dies with its process, even by kill -9; what a killed
+    builder left (its private folder, its name in the lock) is cleared by the next, saying what."""
+
+    def __init__(self, root, say=print):
+        self.root, self.say = Path(root), say
+        self.lock = self.root.parent / f".{self.root.name}.lock"
+        self.tmp, self.file = None, None
+
+    def __enter__(self):
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.lock, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.say(f"waiting for {self.holder()} building {self.root}")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        if self.holder(default=""):                  # a finished builder empties it: this one was killed
+            self.say(f"cleared the lock of {self.holder()}, which no longer runs")
+        for stale in (*self.root.parent.glob(f".{self.root.name}.building-*"),
+                      *self.root.parent.glob(f".{self.root.name}.old-*"),
+                      self.root.with_name(self.root.name + ".tmp")):        # .tmp: before builds were locked
+            if stale.exists():
+                shutil.rmtree(stale)
+                self.say(f"removed {stale}, left by a builder that was stopped")
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.file.flush()
+        return self
+
+    def holder(self, default="another process"):
+        self.file.seek(0)
+        return self.file.read().strip() or default
+
+    def private(self):
+        """An empty folder of this builder's own, beside root (the same file system: rename is atomic)."""
+        self.tmp = self.root.parent / f".{self.root.name}.building-{os.getpid()}"
+        self.tmp.mkdir()
+        return self.tmp
+
+    def publish(self):
+        """The private folder becomes root in one rename; an old root is moved aside first, then removed."""
+        old = self.root.parent / f".{self.root.name}.old-{os.getpid()}"
+        if self.root.exists():
+            self.root.replace(old)
+        self.tmp.replace(self.root)
+        _fsync_dir(self.root.parent)
+        shutil.rmtree(old, ignore_errors=True)
+        self.tmp = None
+
+    def __exit__(self, *exc):
+        if self.tmp:                                 # a failed build leaves nothing behind
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.file.seek(0)
+        self.file.truncate()
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numerics
 
-# before torch: the offline world's numbers on every x86 CPU; a real model or real data runs as it is
+# before torch: the offline world's numbers pinned (numerics.py); a real model or real data runs as it is
 numerics.pin_if_main(__name__, default=not any(a.startswith(("--data-dir", "--real")) for a in sys.argv[1:]))
 import beyond  # noqa: E402
 import cli

@@ -1,19 +1,27 @@
-"""The same numbers on every x86-64 CPU: the offline world's arithmetic pinned to one code path.
+"""The offline world's CPU arithmetic pinned to one code path: the same bits on one machine, and among
+CPUs of one vendor; across vendors, another draw of the world's numbers within the README's bands.
 
-Few-shot training amplifies the last bit of every kernel, so each CPU family would draw its own world
-(`../shared/repro/probe.py`). Measured on an AMD EPYC with AVX-512, with the probe (BENCH.md): each of
-these alone moves its result, and together they give the AVX2-only EPYC's bits exactly:
+Few-shot training amplifies the last bit of every kernel (a difference grows about tenfold every four
+PT steps, WORLD.md), so each code path draws its own world from the same shipped weights. The pin
+chooses one path wherever a library offers the choice:
 
-  ONEDNN_MAX_CPU_ISA=AVX2   oneDNN's matmuls (torch's fp32 linear) on their AVX2 kernels;
-  ATEN_CPU_CAPABILITY=avx2  ATen's own vectorised kernels (GELU, norms, softmax, Adam) 8 floats wide;
-  MKL_CBWR=AVX2,STRICT      MKL's AVX2 branch on any CPU (Intel picks AVX-512 or AMX otherwise);
-                            STRICT: the same bits whatever the arrays' alignment;
+  ONEDNN_MAX_CPU_ISA=AVX2   oneDNN's kernels (GELU) on their AVX2 code;
+  ATEN_CPU_CAPABILITY=avx2  ATen's own vectorised kernels (norms, softmax, Adam) 8 floats wide;
+  MKL_CBWR=AVX2,STRICT      MKL's reproducible AVX2 branch (matmul, exp, log, tanh), whatever the alignment;
   2 threads                 a reduction split in two is summed in another order than in one or four.
+
+What that buys, measured (WORLD.md, ../shared/repro/machines.md): AMD EPYCs with AVX2 only and with
+AVX-512 compute the same bits under it, so a machine's results can be compared with its vendor's
+reference. What it cannot buy: MKL keeps its reproducible branch on Intel CPUs only (elsewhere it falls
+back to its own choice), oneDNN promises nothing across CPUs, and an Intel Xeon computes other bits under
+every one of 30 settings, even in float64 after 120 steps. So the tests compare a machine only with
+itself, and the README gives each world number with its band over the draws. It costs nothing
+measurable on 2 cores (BENCH.md).
 
 All of them are read when torch loads or first computes, so `pin()` must run before `import torch`:
 world.py, oracle.py, experiments.py on the world and tests/conftest.py call it first. Real models and
-GPUs are left alone (their CPU work is not what the world's tests compare) unless IPT_NUMERICS=pinned;
-IPT_NUMERICS=native leaves the world unpinned too. `state()` says what a run got, never guessing.
+GPUs are left alone unless IPT_NUMERICS=pinned; IPT_NUMERICS=native leaves the world unpinned too.
+`state()` says what a run got, never guessing.
 """
 import os
 import sys

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numerics
 
-numerics.pin_if_main(__name__)           # before torch: the world's numbers on every x86 CPU (numerics.py)
+numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (numerics.py)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402

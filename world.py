@@ -64,12 +64,14 @@ from pathlib import Path
 
 import numerics
 
-numerics.pin_if_main(__name__)           # before torch: the world's numbers on every x86 CPU (numerics.py)
+numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (numerics.py)
 import torch  # noqa: E402
 
+import checkpoint
 import cli
 import data
 import pretraining
+import world_cache
 
 TYPES = ("pick", "colour")
 METRIC = {"pick": "EM", "colour": "ACC"}
@@ -209,43 +211,48 @@ def folder(cfg):
 
 
 def shipped(cfg):
-    """The repository's pretrained model of `cfg`, or None when it ships none."""
-    root = SHIPPED / f"world-{cfg.key()}"
-    return root if (root / "pretraining.json").is_file() else None
+    """The repository's pretrained model of `cfg` (verified), or None when it ships none."""
+    return world_cache.shipped(SHIPPED / f"world-{cfg.key()}")
 
 
 def build(cfg=WorldConfig(), root=None, rebuild=False):
     """Make (or reuse) the world under `root` (default `folder(cfg)`) and return the folder: its
     tasks written here, its model the shipped one when there is one (unless `rebuild`), else
-    pretrained here."""
+    pretrained here. One command builds at a time; the others wait and then read what it published
+    (checkpoint.Building); a cached world is verified against its own world.json before use."""
     root = Path(root or folder(cfg))
     if (root / "world.json").is_file() and not rebuild:
-        return root
-    world = World(cfg)
-    tmp = root.with_name(root.name + ".tmp")                 # built aside, renamed when complete
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_tasks(world, tmp)
-    source = None if rebuild else shipped(cfg)
-    if source:
-        shutil.copytree(source / "model", tmp / "model")
-        shutil.copy(source / "conditioner.safetensors", tmp)
-        report = {**json.loads((source / "pretraining.json").read_text()), "weights": f"shipped ({source.name})"}
-        print(f"the world's pretrained model: shipped in {source}")
-    else:
-        tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model",
-                                         whole_words=world.whole_words())
-        report = {**pretraining.pretrain(world, tokenizer, tmp), "weights": f"pretrained here ({cpu()})"}
-    written = data_hash(tmp)
-    if source and written != report["data"]:
-        print(f"warning: this machine wrote other task files than those the shipped model was built beside "
-              f"(data {written}, shipped {report['data']}): its numbers will differ from the README's")
-    report["data"] = written
-    (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
-                                                "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
-                                                          for n, k, c, th in world.tasks}}, indent=1))
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.replace(root)
-    return root
+        return world_cache.verified(root)
+    source = None if rebuild else shipped(cfg)                    # damaged: said before any wait
+    with checkpoint.Building(root) as building:
+        if (root / "world.json").is_file() and not rebuild:  # built by another command while this one waited
+            return world_cache.verified(root)
+        tmp = building.private()
+        world = World(cfg)
+        write_tasks(world, tmp)
+        if source:
+            shutil.copytree(source / "model", tmp / "model")
+            shutil.copy(source / "conditioner.safetensors", tmp)
+            report = {**json.loads((source / "pretraining.json").read_text()), "weights": f"shipped ({source.name})"}
+            print(f"the world's pretrained model: shipped in {source}")
+        else:
+            why = "--rebuild" if rebuild else "the repository ships none for this world"
+            print(f"pretraining the world's model here ({why}): about 7 min on 2 cores", flush=True)
+            tokenizer = data.train_tokenizer(world.text(), len(world.items) + 64, tmp / "model",
+                                             whole_words=world.whole_words())
+            report = {**pretraining.pretrain(world, tokenizer, tmp), "weights": f"pretrained here ({cpu()})"}
+        written = world_cache.data_hash(tmp)
+        if source and written != report["data"]:
+            # The task files are a pure function of the config, written privately: only the generator can differ.
+            print(f"warning: this checkout's world.py wrote other task files (data {written}) than those the shipped "
+                  f"model was built beside ({report['data']}): world.py or torch's generator changed since it was "
+                  "shipped; its numbers will differ from the README's (a maintainer: python world.py --rebuild --ship)")
+        report |= {"data": written, "sha256": world_cache.model_hashes(tmp)}
+        (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
+                                                    "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
+                                                              for n, k, c, th in world.tasks}}, indent=1))
+        building.publish()
+    return world_cache.verified(root)
 
 
 def ship(cfg, root):
@@ -255,18 +262,10 @@ def ship(cfg, root):
     shutil.copytree(root / "model", out / "model")
     shutil.copy(root / "conditioner.safetensors", out)
     report = json.loads((root / "world.json").read_text())["pretraining"]
-    report = {k: v for k, v in report.items() if k != "weights"} | {"built_on": cpu(), "data": data_hash(root),
-                                                                    "config": asdict(cfg)}
+    report = {k: v for k, v in report.items() if k != "weights"} | {
+        "built_on": cpu(), "data": world_cache.data_hash(root), "config": asdict(cfg), "sha256": world_cache.model_hashes(out)}
     (out / "pretraining.json").write_text(json.dumps(report, indent=1) + "\n")
     return out
-
-
-def data_hash(root):
-    """SHA-256 (16 hex digits) of a world's task files, tasks.txt and splits: the same on every machine."""
-    h = hashlib.sha256()
-    for path in sorted([*(root / "data").rglob("*.tsv"), root / "tasks.txt", *(root / "splits").glob("*.txt")]):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def cpu():

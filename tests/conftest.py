@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numerics
 
-numerics.pin()                    # before torch: the world's tests compute the same bits on every x86 CPU
+numerics.pin()                    # before torch: the world's tests on one code path (numerics.py)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings

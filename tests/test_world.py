@@ -13,6 +13,7 @@ import checkpoint
 import data
 import pretraining
 import world
+import world_cache
 
 SMALL = world.WorldConfig(items=60, tasks_per_type=4, unseen_per_type=1, test_examples=10, d_model=32,
                           pretrain_steps=5, pretrain_batch=8)
@@ -112,7 +113,7 @@ def test_the_default_worlds_model_ships_and_its_tasks_are_the_same_here(tmp_path
     manifest = json.loads((source / "pretraining.json").read_text())
     assert manifest["config"] == json.loads(json.dumps(world.asdict(cfg)))
     world.write_tasks(world.World(cfg), tmp_path)
-    assert world.data_hash(tmp_path) == manifest["data"]
+    assert world_cache.data_hash(tmp_path) == manifest["data"]
     t5 = T5ForConditionalGeneration.from_pretrained(source / "model")
     assert t5.config.d_model == cfg.d_model and (source / "conditioner.safetensors").stat().st_size > 0
 
@@ -125,7 +126,7 @@ def test_a_shipped_model_is_used_instead_of_pretraining_unless_rebuilt(built, tm
     for f in ("model/model.safetensors", "model/tokenizer.json", "conditioner.safetensors"):
         assert (root / f).read_bytes() == (built / f).read_bytes(), f
     report = json.loads((root / "world.json").read_text())["pretraining"]
-    assert report["weights"].startswith("shipped") and report["data"] == world.data_hash(built)
+    assert report["weights"].startswith("shipped") and report["data"] == world_cache.data_hash(built)
     monkeypatch.setattr(pretraining, "pretrain", lambda *a: {"pretrained": True})
     report = json.loads((world.build(SMALL, root, rebuild=True) / "world.json").read_text())["pretraining"]
     assert report["pretrained"] and report["weights"].startswith("pretrained here")

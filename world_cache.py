@@ -1,0 +1,76 @@
+"""The world's files on disk, verified: the shipped pretrained model against the checksums it ships
+with, and a built world (cache/world-<key>) against its own world.json, so that a damaged or mixed
+copy is named with what to do instead of being used or silently retrained over. world.py builds."""
+import hashlib
+import json
+
+import cli
+
+
+class WorldError(cli.UserError):
+    """A shipped model or a cached world that is damaged; the message says what to do."""
+
+
+def shipped(root):
+    """A shipped pretrained model's folder (shipped/world-<key>), verified against its checksums, or
+    None when the repository ships none for that world."""
+    if not root.exists():
+        return None
+    report = read_json(root / "pretraining.json", "restore it: git checkout -- shipped/")
+    damaged = [name for name, digest in report.get("sha256", {}).items()
+               if not (root / name).is_file() or file_hash(root / name) != digest]
+    if damaged or "sha256" not in report:
+        raise WorldError(f"{root / (damaged[0] if damaged else 'pretraining.json')} is damaged or missing (not the "
+                         "shipped checksum): restore it with git checkout -- shipped/, or pretrain the model here "
+                         "with python world.py --rebuild (7 min; other numbers than the README's)")
+    return root
+
+
+_VERIFIED = set()
+
+
+def verified(root):
+    """root, once its task files and model are those its world.json records (once per process). A
+    mismatch means a damaged cache or one that two builders wrote into, never the machine: refused."""
+    key = (root, (root / "world.json").stat().st_mtime_ns)             # a rebuilt world is verified again
+    if key in _VERIFIED:
+        return root
+    fix = f"delete it (rm -r {root}) and run again, or python world.py --rebuild"
+    recorded = read_json(root / "world.json", fix).get("pretraining", {})
+    try:
+        found = {"data": data_hash(root), **model_hashes(root)}
+    except OSError as e:
+        raise WorldError(f"{e.filename} cannot be read ({e.strerror}): {fix}") from None
+    expected = {"data": recorded.get("data"), **recorded.get("sha256", {})}
+    wrong = next((name for name in expected if found.get(name) != expected[name]), None)
+    if wrong:
+        raise WorldError(f"{root}: its {'task files' if wrong == 'data' else wrong} are not what its world.json "
+                         f"records (a damaged cache, or one written by two builders at once): {fix}")
+    _VERIFIED.add(key)
+    return root
+
+
+def read_json(path, fix):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise WorldError(f"{path} cannot be read ({type(e).__name__}): {fix}") from None
+
+
+MODEL_FILES = ("model/model.safetensors", "model/config.json", "model/tokenizer.json", "conditioner.safetensors")
+
+
+def model_hashes(root):
+    return {name: file_hash(root / name) for name in MODEL_FILES if (root / name).is_file()}
+
+
+def file_hash(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def data_hash(root):
+    """SHA-256 (16 hex digits) of a world's task files, tasks.txt and splits: the same on every machine."""
+    h = hashlib.sha256()
+    for path in sorted([*(root / "data").rglob("*.tsv"), root / "tasks.txt", *(root / "splits").glob("*.txt")]):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
