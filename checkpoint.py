@@ -146,8 +146,8 @@ def read_peft(folder):
     remedy = "give a folder written by PEFT's save_pretrained for prompt tuning, or by export_peft.py"
     try:
         config = json.loads((folder / "adapter_config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{folder / 'adapter_config.json'} cannot be read ({e}): {remedy}") from None
+    except (OSError, ValueError) as e:                       # JSON, UTF-8
+        raise CheckpointError(f"{folder / 'adapter_config.json'} cannot be read ({str(e)[:120]}): {remedy}") from None
     if config.get("peft_type") != "PROMPT_TUNING":
         raise CheckpointError(f"{folder} is a {config.get('peft_type')} adapter, not prompt tuning: {remedy}")
     try:                                                     # PEFT's metadata is not JSON: no load()

@@ -55,12 +55,13 @@ def load_tasks(path=HERE / "tasks.txt"):
     must start with task, metric, type; a row may leave off trailing optional columns."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"no task table at {path}: give --tasks-file a file like tasks.txt")
-    lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        raise DataError(f"no task table at {path}: restore it, or give --tasks-file a file like tasks.txt")
+    lines = [(n, line) for n, line in enumerate(text_of(path, "restore the task table (tasks.txt)").splitlines(), 1)
              if line.strip() and not line.startswith("#")]
     if not lines or lines[0][1].split("\t")[:3] != ["task", "metric", "type"]:
-        raise DataError(f"{path}: the first line must be the header 'task<TAB>metric<TAB>type[<TAB>…]'")
-    header, tasks = lines[0][1].split("\t"), {}
+        raise DataError(f"{path}: the first line must be the header 'task<TAB>metric<TAB>type[<TAB>…]': restore the "
+                        "task table, or write that header")
+    header, tasks = lines[0][1].split("\t"), TaskTable(path)
     for number, line in lines[1:]:
         row = line.split("\t")
         where = f"{path}:{number}"
@@ -78,10 +79,29 @@ def load_tasks(path=HERE / "tasks.txt"):
     return tasks
 
 
+class TaskTable(dict):
+    """{name: Task}, remembering the file it was read from (for the errors that name it)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+
+def text_of(path, fix):
+    """A small text file's contents; one that is not UTF-8 or cannot be read is named with `fix`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at {e.start}): {fix}") from None
+    except OSError as e:
+        raise DataError(f"{path} cannot be read ({e.strerror}): {fix}") from None
+
+
 def unknown_task(name, known):
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return DataError(f"unknown task {name!r}.{hint} Known tasks are listed in tasks.txt.")
+    return DataError(f"unknown task {name!r}.{hint} Known tasks are listed in {getattr(known, 'path', 'tasks.txt')} "
+                     "(restore it, or give --tasks-file the table that lists it).")
 
 
 def write_split(path, sections):
@@ -100,7 +120,7 @@ def load_split(name_or_path, tasks):
         names = sorted(p.stem for p in (HERE / "splits").glob("*.txt"))
         raise DataError(f"no split {name_or_path!r}: give a split file or one of {', '.join(names)}")
     sections, current = {}, None
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text_of(path, "restore the split file").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -112,6 +132,8 @@ def load_split(name_or_path, tasks):
             raise DataError(f"{path}:{number}: {unknown_task(line, tasks)}")
         else:
             current.append(line)
+    if not any(sections.values()):
+        raise DataError(f"{path} lists no task under a [section] header: restore the split file, or give another")
     return sections
 
 
@@ -127,7 +149,7 @@ def read_examples(path, raw=None):
     raw: the file's bytes when already read."""
     path = Path(path)
     if raw is None and not path.is_file():
-        raise DataError(f"missing data file {path}")
+        raise DataError(f"missing data file {path}: copy or build the task's files again")
     examples = []
     for number, raw in enumerate((path.read_bytes() if raw is None else raw).splitlines(keepends=True), 1):
         try:
@@ -138,7 +160,7 @@ def read_examples(path, raw=None):
         fields = line.rstrip("\n").rstrip("\r").split("\t")
         if len(fields) < 2 or not fields[0].strip() or not any(r.strip() for r in fields[1:]):
             raise DataError(f"{path}:{number}: expected 'input<TAB>reference[<TAB>reference…]', "
-                            f"got {line[:80]!r}")
+                            f"got {line[:80]!r}: copy or build the task's files again")
         examples.append(Example(fields[0], tuple(r for r in fields[1:] if r.strip())))
     if not examples:
         raise DataError(f"{path} is empty: regenerate it or leave the task out of the split")

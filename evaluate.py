@@ -176,24 +176,29 @@ def read_results(path, column="test"):
     malformed file is named with its line."""
     path = Path(path)
     files = [path] if path.is_file() else sorted(path.glob("results.tsv")) or sorted(path.glob("*/results.tsv"))
+    rerun = "re-run the stage that writes it (delete its folder first if it says it is finished)"
     if not files:
-        raise UserError(f"no results.tsv at {path}")
+        raise UserError(f"no results.tsv at {path}: {rerun}")
     scores = {}
     for f in files:
-        lines = [(n, line) for n, line in enumerate(f.read_text().splitlines(), 1)
-                 if line.strip() and not line.startswith("#")]
-        if not lines:
-            raise UserError(f"{f} is empty: the run that writes it did not finish; re-run it")
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{f} cannot be read ({getattr(e, 'strerror', None) or 'not UTF-8'}): {rerun}") from None
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")]
+        if len(lines) < 2:
+            raise UserError(f"{f} holds no task's score: the run that writes it did not finish; {rerun}")
         header = lines[0][1].split("\t")
         for needed in ("task", column):
             if needed not in header:
-                raise UserError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)})")
+                raise UserError(f"{f}:{lines[0][0]}: no column {needed!r} in the header ({', '.join(header)}): {rerun}")
         for number, line in lines[1:]:
             row = dict(zip(header, line.split("\t")))
             try:
                 scores[row["task"]] = float(row[column])
             except (KeyError, ValueError):
-                raise UserError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}") from None
+                raise UserError(f"{f}:{number}: expected a number in column {column!r}, got {line[:80]!r}: "
+                                f"{rerun}") from None
     return scores
 
 

@@ -71,16 +71,20 @@ def write_peft(folder, shape, theta, alpha, encoder_decoder, base_model):
     checkpoint.write_text(Path(folder) / "adapter_config.json", json.dumps(config, indent=2) + "\n")
 
 
+def _read_part(path, read, remedy):
+    try:
+        return read(path)
+    except Exception as e:                                 # JSON, UTF-8, SafetensorError, a folder in its place …
+        raise checkpoint.CheckpointError(f"{path} cannot be read as a LoRA adapter's ({str(e)[:120]}): {remedy}") from None
+
+
 def read_peft(folder, shape, alpha):
     """A PEFT LoRA adapter folder -> θ (N,) for `shape`, B rescaled when its lora_alpha differs from ours
     (the same ΔW); CheckpointError naming what does not fit."""
     folder = Path(folder)
     remedy = "give a folder written by PEFT's save_pretrained for LoRA, or by train.py --adapter lora --stage pt"
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        tensors = load_file(str(folder / "adapter_model.safetensors"))
-    except Exception as e:
-        raise checkpoint.CheckpointError(f"{folder} cannot be read as a LoRA adapter ({str(e)[:120]}): {remedy}") from None
+    config = _read_part(folder / "adapter_config.json", lambda f: json.loads(f.read_text()), remedy)
+    tensors = _read_part(folder / "adapter_model.safetensors", lambda f: load_file(str(f)), remedy)
     if config.get("peft_type") != "LORA" or config.get("r") != shape.rank:
         raise checkpoint.CheckpointError(f"{folder} is a {config.get('peft_type')} adapter of r = {config.get('r')}, "
                                          f"this run has LoRA r = {shape.rank}: {remedy}")

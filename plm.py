@@ -9,6 +9,7 @@ check that needs only the model's sizes runs before the weights load; on a real 
 takes a minute, a mistake found after it costs that minute.
 """
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -58,7 +59,8 @@ def locate(name):
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise cli.OptionError(f"--model {name}: no such file")
+            raise cli.OptionError(f"--model {name}: {'a folder, not a file' if path.is_dir() else 'no such file'} "
+                                  "(copy the .gguf file again, or give its path)")
         return str(path.parent), path.name
     return name, None
 
@@ -114,6 +116,49 @@ def _cannot_load(cfg, e):
                           "saved with save_pretrained, or a hub name on a machine that can reach the hub.")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def check_files(path, gguf, tokenizer_given=False):
+    """A local model's files, read before anything loads (headers only: seconds even for T5-base): each
+    JSON parses, each safetensors header covers its file, a GGUF file's tables read, and the config,
+    weights and tokenizer are there. A missing or damaged one is named with what to do."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():                                   # a hub name: from_pretrained's own errors
+        return
+    fix = "copy the model folder again, or write it anew with save_pretrained"
+    if gguf:
+        _read(folder / gguf, lambda f: __import__("gguf").GGUFReader(f), "copy the .gguf file again")
+        return
+    needed = {"config.json": ("config.json",), "weights": ("model.safetensors", "model.safetensors.index.json",
+                                                           "pytorch_model.bin"),
+              "tokenizer": () if tokenizer_given else TOKENIZER_FILES}
+    for what, names in needed.items():
+        if names and not any((folder / n).exists() for n in names):
+            raise data.UserError(f"{folder / names[0]}: no {what} file in {folder}: {fix}")
+    for f in sorted(folder.iterdir()):
+        if f.suffix == ".json":
+            _read(f, lambda f: json.loads(f.read_text(encoding="utf-8")), fix)
+        elif f.suffix in (".safetensors", ".model", ".bin"):
+            _read(f, _safetensors_header if f.suffix == ".safetensors" else lambda f: f.open("rb").close(), fix)
+
+
+def _safetensors_header(f):
+    from safetensors import safe_open
+    with safe_open(str(f), framework="pt") as st:            # checks that the header covers the whole file
+        st.keys()
+
+
+def _read(f, read, fix):
+    if f.is_dir():
+        raise data.UserError(f"{f} is a folder, not a file: {fix}")
+    try:
+        read(f)
+    except Exception as e:                                   # SafetensorError, JSON, GGUF's ValueError, OSError …
+        reason = getattr(e, "strerror", None) or f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+        raise data.UserError(f"{f} is damaged or unreadable ({reason}): {fix}") from None
+
+
 def model_path(name):
     """--model checked without reading it: an installed model, a .gguf file, a folder, or what can
     only be a hub name. -> locate(name)"""
@@ -127,6 +172,7 @@ def model_config(cfg):
     """The model's config alone (no weights): its kind and sizes, for the checks before loading."""
     from transformers import AutoConfig
     path, gguf = model_path(cfg.model)
+    check_files(path, gguf, tokenizer_given=bool(getattr(cfg, "tokenizer", "")))
     try:
         config = AutoConfig.from_pretrained(path, gguf_file=gguf)
     except (OSError, ValueError) as e:

@@ -107,7 +107,8 @@ def load_ist_solution(ist_dir, names):
     """Best z of each task of an IST run, and its autoencoder -> (z (K, d_I), autoencoder)."""
     path = Path(ist_dir) / "z.safetensors"
     if not path.is_file():
-        raise UserError(f"no finished IST run at {ist_dir} (no z.safetensors)")
+        raise UserError(f"no finished IST run at {ist_dir} (no z.safetensors): run its IST stage again "
+                        "(python train.py --stage ist …) or give --init-from-ist a finished one")
     z, meta = checkpoint.load(path, f"run that IST stage again: delete {ist_dir} and re-run it")
     if meta["autoencoder"] in ("random", "pca", "mpt"):
         raise UserError(f"{ist_dir}: stage two and --transfer nearest read an IST run in the MSF subspace, not "

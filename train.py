@@ -75,7 +75,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
     best = {n: params[n].detach().clone() for g in groups for n in g["params"]}
     step = 0
     ckpt = out / "checkpoint.safetensors"
-    if ckpt.is_file():                                       # resume where the last evaluation left off
+    if ckpt.exists():                                        # resume where the last evaluation left off
         prev = checkpoint.previous(ckpt)
         tensors, meta = checkpoint.load(ckpt, "delete it to restart this stage from scratch" + (
             f", or move {prev.name} (the evaluation before) in its place to resume from there" if prev.is_file() else ""))
@@ -207,9 +207,11 @@ def planned_tasks(cfg, tasks):
     names = select_tasks(cfg, tasks)
     missing = data.missing_tasks(cfg.data_dir, names, cfg.k, cfg.data_seed)
     if missing and not cfg.allow_missing:
+        first = next(f for s in data.SPLIT_FILES if not (f := data.task_file(cfg.data_dir, missing[0], s, cfg.k,
+                                                                             cfg.data_seed)).is_file())
         raise UserError(f"{len(missing)} of {len(names)} tasks have no data in {cfg.data_dir} "
-                        f"(k={cfg.k}, seed {cfg.data_seed}): {', '.join(missing)}\n"
-                        f"Add their files, or pass --allow-missing to train the other {len(names) - len(missing)}.")
+                        f"(k={cfg.k}, seed {cfg.data_seed}): {', '.join(missing)} (no {first})\n"
+                        f"Add their files (copy or build the task's files again), or pass --allow-missing to train the other {len(names) - len(missing)}.")
     names = [n for n in names if n not in missing]
     if not names:
         raise UserError("no task to train")
@@ -256,11 +258,13 @@ def finished(cfg, out, names, fingerprints):
     """True if `out` holds this run's results; raises if it holds another run, or this run on
     data that has changed since (resuming would mix the two)."""
     saved = out / "config.json"
-    if not saved.is_file():
+    if not saved.exists():
+        if any(out.glob("*.safetensors")) or (out / "results.tsv").exists():   # a stage's files, not its settings
+            raise UserError(f"{saved} is missing beside that stage's files; delete {out} to start that stage again")
         return False
     try:
-        before = json.loads(saved.read_text())
-    except json.JSONDecodeError:
+        before = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         raise UserError(f"{saved} is damaged; delete {out} to start that stage again") from None
     changed = [n for n in names if before.get("data", {}).get(n) != fingerprints[n]]
     if before.get("tasks") == names and changed:

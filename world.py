@@ -223,6 +223,9 @@ def build(cfg=WorldConfig(), root=None, rebuild=False):
     root = Path(root or folder(cfg))
     if (root / "world.json").is_file() and not rebuild:
         return world_cache.verified(root)
+    if root.exists() and any(root.iterdir()) and not rebuild:    # never published so: a partial copy
+        raise world_cache.WorldError(f"{root / 'world.json'}: missing from a world folder that holds files (a partial "
+                                     f"copy): delete it (rm -r {root}) and run again, or python world.py --rebuild")
     source = None if rebuild else shipped(cfg)                    # damaged: said before any wait
     with checkpoint.Building(root) as building:
         if (root / "world.json").is_file() and not rebuild:  # built by another command while this one waited
@@ -247,7 +250,7 @@ def build(cfg=WorldConfig(), root=None, rebuild=False):
             print(f"warning: this checkout's world.py wrote other task files (data {written}) than those the shipped "
                   f"model was built beside ({report['data']}): world.py or torch's generator changed since it was "
                   "shipped; its numbers will differ from the README's (a maintainer: python world.py --rebuild --ship)")
-        report |= {"data": written, "sha256": world_cache.model_hashes(tmp)}
+        report |= {"data": written, "sha256": world_cache.model_hashes(tmp), "files": world_cache.file_hashes(tmp)}
         (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
                                                     "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
                                                               for n, k, c, th in world.tasks}}, indent=1))
@@ -262,7 +265,7 @@ def ship(cfg, root):
     shutil.copytree(root / "model", out / "model")
     shutil.copy(root / "conditioner.safetensors", out)
     report = json.loads((root / "world.json").read_text())["pretraining"]
-    report = {k: v for k, v in report.items() if k != "weights"} | {
+    report = {k: v for k, v in report.items() if k not in ("weights", "files")} | {
         "built_on": cpu(), "data": world_cache.data_hash(root), "config": asdict(cfg), "sha256": world_cache.model_hashes(out)}
     (out / "pretraining.json").write_text(json.dumps(report, indent=1) + "\n")
     return out
@@ -353,7 +356,8 @@ def main(argv=None):
     cli.checked()
     print(numerics.state())
     root = build(cfg, args.root, args.rebuild)
-    print(root, json.loads((root / "world.json").read_text())["pretraining"])
+    report = json.loads((root / "world.json").read_text())["pretraining"]
+    print(root, {k: v for k, v in report.items() if k not in ("files", "sha256")})
     if args.ship:
         print("shipped:", ship(cfg, root))
 

@@ -39,12 +39,16 @@ def verified(root):
     recorded = read_json(root / "world.json", fix).get("pretraining", {})
     try:
         found = {"data": data_hash(root), **model_hashes(root)}
+        expected = {"data": recorded.get("data"), **recorded.get("sha256", {})}
+        if found["data"] != expected["data"] and "files" in recorded:        # which file: the first that differs
+            files = file_hashes(root)
+            expected = {name: recorded["files"].get(name) for name in sorted(set(files) | set(recorded["files"]))}
+            found = {name: files.get(name) for name in expected}
     except OSError as e:
         raise WorldError(f"{e.filename} cannot be read ({e.strerror}): {fix}") from None
-    expected = {"data": recorded.get("data"), **recorded.get("sha256", {})}
     wrong = next((name for name in expected if found.get(name) != expected[name]), None)
     if wrong:
-        raise WorldError(f"{root}: its {'task files' if wrong == 'data' else wrong} are not what its world.json "
+        raise WorldError(f"{root / 'data' if wrong == 'data' else root / wrong}: not what {root / 'world.json'} "
                          f"records (a damaged cache, or one written by two builders at once): {fix}")
     _VERIFIED.add(key)
     return root
@@ -68,9 +72,18 @@ def file_hash(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def task_files(root):
+    return sorted([*(root / "data").rglob("*.tsv"), root / "tasks.txt", *(root / "splits").glob("*.txt")])
+
+
+def file_hashes(root):
+    """Each task file's own hash, so that a damaged one is named."""
+    return {str(path.relative_to(root)): file_hash(path) for path in task_files(root) if path.is_file()}
+
+
 def data_hash(root):
     """SHA-256 (16 hex digits) of a world's task files, tasks.txt and splits: the same on every machine."""
     h = hashlib.sha256()
-    for path in sorted([*(root / "data").rglob("*.tsv"), root / "tasks.txt", *(root / "splits").glob("*.txt")]):
+    for path in task_files(root):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]

@@ -79,3 +79,17 @@ def world(tmp_path_factory):
     """The end-to-end tests' tiny tasks and tiny T5 (test_train.make_world), one per test module."""
     from test_train import make_world
     return make_world(tmp_path_factory.mktemp("world"))
+
+
+def small_world_config():
+    """A world of a few tasks, a small T5 and 5 pretraining steps: the world's machinery in seconds."""
+    import world
+    return world.WorldConfig(items=60, tasks_per_type=4, unseen_per_type=1, test_examples=10, d_model=32,
+                             pretrain_steps=5, pretrain_batch=8)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """small_world_config()'s world, built once for every test that reads it (tests copy it to change it)."""
+    import world
+    return world.build(small_world_config(), tmp_path_factory.mktemp("small-world") / "world")

@@ -144,7 +144,8 @@ def test_evaluate_compare_names_file_and_line(tmp_path):
     cases = {"no-test.tsv": ("task\tmetric\tdev\nfirst-word\tEM\t0.5\n", r"no-test.tsv:1: no column 'test'"),
              "bad-value.tsv": ("task\ttest\nfirst-word\t0.5\nlast-word\toops\n", r"bad-value.tsv:3: expected a number"),
              "short-row.tsv": ("task\tmetric\ttest\nfirst-word\tEM\n", r"short-row.tsv:2: expected a number"),
-             "empty.tsv": ("", r"empty.tsv is empty")}
+             "empty.tsv": ("", r"empty.tsv holds no task's score"),
+             "header-only.tsv": ("task\ttest\n", r"header-only.tsv holds no task's score.*re-run the stage")}
     for name, (text, match) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(SystemExit, match=match):

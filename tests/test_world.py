@@ -14,14 +14,14 @@ import data
 import pretraining
 import world
 import world_cache
+from conftest import small_world_config
 
-SMALL = world.WorldConfig(items=60, tasks_per_type=4, unseen_per_type=1, test_examples=10, d_model=32,
-                          pretrain_steps=5, pretrain_batch=8)
+SMALL = small_world_config()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return world.build(SMALL, tmp_path_factory.mktemp("w") / "world")
+def built(small_world):
+    return small_world
 
 
 def test_labels_follow_theta():

@@ -15,7 +15,9 @@ import checkpoint
 import pretraining
 import world
 import world_cache
-from test_world import SMALL
+from conftest import small_world_config
+
+SMALL = small_world_config()
 
 HERE = Path(__file__).resolve().parents[1]
 SMALL_ARGS = [a for k in ("items", "tasks_per_type", "unseen_per_type", "test_examples", "d_model", "pretrain_steps",
@@ -99,15 +101,10 @@ def test_a_failed_build_publishes_nothing_and_keeps_the_old_folder(tmp_path):
     assert [p.name for p in root.iterdir()] == ["old"] and not list(tmp_path.glob(".world.building-*"))
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    return world.build(SMALL, tmp_path_factory.mktemp("small") / "world")
-
-
 @pytest.fixture
-def cached(small, tmp_path):
+def cached(small_world, tmp_path):
     """A built world of this test's own (a copy: its files' times change, so it is verified afresh)."""
-    return Path(shutil.copytree(small, tmp_path / "world"))
+    return Path(shutil.copytree(small_world, tmp_path / "world"))
 
 
 @pytest.mark.parametrize("damage", ["a task file", "the model", "world.json"])
