@@ -9,45 +9,51 @@ paper`, in two parts sharing one run folder:
   ANALYSES  §4.3 on top: Fig. 5 at 5 % and 25 % of the training tasks, Fig. 6 on 2K shots, Table 4 over
             3 seeds, all at the random split's 4; DID on four held-out tasks.
 
-Margins. Since numerics.py every x86-64 CPU with AVX2 computes the pinned bits (the AVX2-only EPYC's:
-this grid pinned on an AVX-512 EPYC gave 0.99363 / 0.99368 at Fig. 5's 25 % / 100 %, the numbers that
-machine reported). Each effect must also hold unpinned, so the grid was run (2026-12-04, AMD EPYC with
-AVX-512, world v10) under every variant of the numerics one machine can simulate that computes other
-bits (tests/test_numerics.py's short run sorts them: thread count, MKL_CBWR=AVX/AVX2 and oneDNN's ISA
-leave it unchanged here, ATen's width and MKL_CBWR=COMPATIBLE do not):
+Margins. No CPU family computes another's bits (numerics.py), so every effect asserted here must hold on
+every draw of the arithmetic measured, with a margin. The draws (E_rel^PT; WORLD.md, v10's bands): on an
+AMD EPYC with AVX-512 (2026-12-04) A pinned (the AMD reference: what every AMD CPU computes under the
+pin), B native (AVX-512), C ATen default (scalar), D MKL_CBWR=COMPATIBLE; on an AVX2-only AMD EPYC
+(2026-12-05, 1 thread) C' and D', the same two variants again; and I, an Intel Xeon with AMX under the
+pin (`make paper`, issue 42; "–" where it did not report the cell):
 
-                                          A pinned   B native   C ATen     D MKL        smallest margin
-                                                     (AVX-512)  default    COMPATIBLE   to the bound
-  knee into d*: random / non-cls / cls     .09/.19/.20 .13/.13/.17 .10/.10/.16 .13/.10/.07  0.03 (≥ 0.04)
-  step after d*, largest                   .05        .02        .02        .08          0.04 (≤ 0.12)
-  knee (into − after), random and non-cls  .08        .11        .09        .10          0.03 (≥ KNEE)
-  knee (into − after), cls                 .15        .15        .14        −.02         not asserted
-  E_rel at d*, smallest                    .93        .93        .96        .87          0.02 (≥ 0.85)
-  in − out at 3, smallest (cls)            .49        .61        .92        .45          0.15 (≥ 0.3)
-  IST − random subspace, smallest          .65        .65        .63        .64          0.33 (≥ 0.3)
-  IST − T_test(MSF), smallest (non-cls)    .05        .06        .06        .06          0.03 (≥ 0.02)
-  Fig. 4 kind separation                   .96        .95        .95        .95          0.15 (≥ 0.8)
-  Fig. 5 T_test(IST) 100 % − 5 %           .26        .21        .28        .28          0.11 (≥ FEW_TASKS)
-  Fig. 6 2K − K (mean of d_I 2–4)          .00        .01        .00        .03          0.03 (≤ 0.05)
-  Table 4 IST std / PT std                 .70        .63        .91        .94          0.06 (< 1)
-  Table 4 E_rel^PT of stage two            1.02       1.02       1.01       1.02         0.06 (≥ 0.95)
+                                          A        B        C        D        C'       D'       I        smallest margin
+  knee into d*: random / non-cls / cls    .09/.19/.20 .13/.13/.17 .10/.10/.16 .13/.10/.07 .10/.10/.16 .08/.08/.18 .14/.23/.14  0.03 (≥ 0.04)
+  step after d*, largest                  .05      .02      .02      .08      .02      .02      .05      0.04 (≤ 0.12)
+  knee (into − after), random, non-cls    .08      .11      .09      .10      .11      .08      .17/–    0.03 (≥ KNEE)
+  E_rel at d*, smallest                   .93      .93      .96      .87      .96      .93      .93      0.02 (≥ 0.85)
+  in − out at d_I = 2, smallest           .73      –        –        –        .75      .76      –        0.23 (≥ 0.5)
+  IST − random subspace, smallest         .65      .65      .63      .64      .63      .65      –        0.33 (≥ 0.3)
+  IST − T_test(MSF) (non-cls at 3)        .05      .06      .06      .06      .06      .06      .09 (random) 0.03 (≥ 0.02)
+  Fig. 4 kind separation                  .96      .95      .95      .95      .95      .99      –        0.15 (≥ 0.8)
+  Fig. 5 T_test(IST) 100 % − 5 %          .26      .21      .28      .28      –        –        .40      0.11 (≥ FEW_TASKS)
+  Fig. 6 2K − K (mean of d_I 2–4)         .00      .01      .00      .03      –        –        –        0.02 (≤ 0.05)
+  Table 4 IST std / PT std                .70      .63      .91      .94      –        –        .51      0.06 (< 1)
+  Table 4 E_rel^PT of stage two           1.02     1.02     1.01     1.02     –        –        –        0.06 (≥ 0.95)
 
-Fig. 5 at 25 % is left out: the world predicts that 16 training tasks already span the random split's
-4 directions, and it measured 0.85 (B) and 0.99 (A, C) against 0.99–1.01 for all 64, a few held-out
-tasks whose IST stalls deciding it (per_task.tsv: 2 of 16 below half of PT on B, none on A and C). 3
-tasks (5 %) cannot span them: 6 to 8 of the 16 end below 0.8 of PT, 2 to 4 below half. Table 4's steadiness (IST against PT) keeps the least
-margin, and stage two steadier than PT is not asserted (it is not on every build). cls's knee (the
-step into 3 larger than the step after) holds on A–C but not D: there two of the 8 held-out colour
-tasks stall at d_I = 3 (0.52, 0.73 of PT) and reach 0.86, 0.97 at 4 (per_task.tsv), so the rise into
-d* and the flat after it are asserted for cls, the knee itself for random and non-cls. 8 held-out tasks of
-a kind × 100 test examples: one task moving 10 points moves E_rel by about 0.02.
+What does not hold on every draw is not asserted. Fig. 5 at 25 %: the world predicts that 16 training
+tasks already span the random split's 4 directions, and it measured 0.85 (B) and 0.99 (A, C) against
+0.99–1.01 for all 64, a few held-out tasks whose IST stalls deciding it; 3 tasks (5 %) cannot span them.
+Stage two steadier than PT holds on some builds only. cls's knee (the step into 3 larger than the
+step after) fails on D, where two held-out colour tasks stall at d_I = 3, so the rise and the flat are
+asserted for cls, the knee itself for random and non-cls. A subspace of one kind fails the other below
+d* on every draw; from d* on it carries over on some (out-of-kind IST at d_I = 4: 0.00 or 0.71–0.74 for
+non-cls, 0.64–0.93 for cls), so only d_I = 2 is asserted. 8 held-out tasks of a kind × 100 test
+examples: one task moving 10 points moves E_rel by about 0.02.
+
+The README's world tables give each cell the A value and its band over these draws.
+MARGIN: the furthest any one draw lies outside the band of the others is 0.07 (I's non-cls T_test^in at
+d_I = 2: 0.78 against 0.85–0.95), so a new draw is held within its band ± 0.08. Cells of a subspace of
+one kind on the other kind from d* on are luck (above) and are not held to a band.
 """
+import itertools
+import re
 from pathlib import Path
 
 import pytest
 
 import evaluate
 import experiments
+import numerics
 import train
 
 FIG3 = ["--dims", "2,3,4,5", "--split-dims", "random=3,4,5", "--split-dims", "non-cls=2,3,4",
@@ -55,6 +61,8 @@ FIG3 = ["--dims", "2,3,4,5", "--split-dims", "random=3,4,5", "--split-dims", "no
         "--no-mpt", "--no-transfer"]
 KNEE = 0.05                       # the step into d* exceeds the step after it by this much (see above)
 FEW_TASKS = 0.1                   # Fig. 5: all 64 training tasks against 3 (0.21 to 0.28 measured, see above)
+MARGIN = 0.08                     # a new draw beyond the README's bands (see above)
+README = Path(__file__).resolve().parents[1] / "README.md"
 ANALYSES = [*FIG3, "--fractions", "5,25", "--fraction-dims", "4", "--stability-dim", "4", "--runs", "3"]
 
 
@@ -96,10 +104,11 @@ def test_the_planted_dimension_is_the_knee(fig3, split, held, planted):
 
 
 @pytest.mark.slow
-def test_in_type_beats_out_of_type(fig3):
-    """A subspace of one kind fails the other: it cannot even say which kind of answer to give."""
+def test_below_d_star_a_subspace_of_one_kind_fails_the_other(fig3):
+    """Below d* a subspace of one kind cannot even say which kind of answer to give. From d* on it may
+    carry over (cls's at d_I = 4 does on every draw, and at 3 on some: see above), so that is not asserted."""
     for split in ("non-cls", "cls"):
-        assert e_rel(fig3, split, "T_test^in(IST)", 3) - e_rel(fig3, split, "T_test^out(IST)", 3) >= 0.3
+        assert e_rel(fig3, split, "T_test^in(IST)", 2) - e_rel(fig3, split, "T_test^out(IST)", 2) >= 0.5
 
 
 @pytest.mark.slow
@@ -168,17 +177,37 @@ def test_the_report_is_complete(analyses, run):
         assert (run / png).stat().st_size > 20_000
 
 
+BAND = re.compile(r"^(-?\d+\.\d\d) \((-?\d+\.\d\d)–(-?\d+\.\d\d)\)$")
+ROW = re.compile(r"^(?:(\S+) split, )?(.+?) \(\d+\)$")           # "cls split, T_test^in(IST) (8)", "T_test(MSF) (16)"
+
+
+def readme_tables():
+    """The README's world tables -> {(split, challenge, d_I): (shown, low, high)}."""
+    lines, cells = README.read_text().splitlines(), {}
+    for start in (i for i, line in enumerate(lines) if line.startswith("| E_rel^PT")):
+        columns = [c.strip().removeprefix("d_I = ") for c in lines[start].strip("|").split("|")][1:]
+        for line in itertools.takewhile(lambda l: l.startswith("|"), lines[start + 2:]):
+            label, *shown = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
+            split, challenge = ROW.match(label).groups()
+            for d, cell in zip(columns, shown):
+                if cell:
+                    cells[(split or "random", challenge, int(d))] = tuple(map(float, BAND.match(cell).groups()))
+    return cells
+
+
 @pytest.mark.slow
-def test_the_readmes_demo_table_is_what_the_world_computes(fig3):
-    """`make demo` runs this grid's very stages at d_I = 3 and 4 (the same commands; the same single draw
-    of the random subspace): the README's table must hold their numbers, on any CPU (numerics.py)."""
-    lines = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| E_rel^PT (tasks), random split | d_I = 2 |"))
-    columns = [c.strip().removeprefix("d_I = ") for c in lines[start].strip("|").split("|")][1:]
-    rows = [[c.strip().replace("**", "") for c in line.strip("|").split("|")] for line in lines[start + 2:]
-            if line.startswith("|")][:4]
-    assert len(rows) == 4
-    for label, *cells in rows:
-        for d in (3, 4):
-            shown = cells[columns.index(str(d))].split(" (")[0]
-            assert shown == f"{e_rel(fig3, 'random', label, d):.2f}", (label, d, shown)
+def test_this_machines_world_falls_within_the_readmes_bands(fig3):
+    """Every README world cell is `value (low–high)`: the AMD reference's value under the pin, and its band
+    over every draw of the arithmetic measured (WORLD.md, v10's bands). This machine is one more draw:
+    each cell this grid computes must lie within its band, give or take MARGIN (above)."""
+    cells = readme_tables()
+    got = {(r["cell"].split, r["cell"].challenge, r["cell"].dim): r["E_rel_PT"] for r in fig3["rows"]}
+    luck = lambda split, challenge, d: "^out" in challenge and d >= 3          # from d* on (above)
+    checked = [key for key in cells if key in got and not luck(*key)]
+    assert len(cells) >= 40 and len(checked) >= 15, (len(cells), len(checked))
+    for key, (shown, low, high) in cells.items():
+        assert low <= shown <= high, (key, shown, low, high)
+    outside = {key: (round(got[key], 3), cells[key][1:]) for key in checked
+               if not cells[key][1] - MARGIN <= got[key] <= cells[key][2] + MARGIN}
+    assert not outside, (f"{numerics.state()}: outside the README's bands by more than {MARGIN}: {outside}; "
+                         "a new draw of the arithmetic (WORLD.md: how to add it to the bands)")
