@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import checkpoint
+import cli
 import evaluate
 import export_peft
 import plm
@@ -20,7 +20,7 @@ import world
 import world_cache
 from conftest import CI, installed, small_world_config
 from files_read import FILES
-from test_cli import holds_the_contract, snapshot
+from test_cli import holds_the_contract
 from test_faults import interrupt_after
 from test_train import args, make_world
 
@@ -32,7 +32,7 @@ class Command:
     """The entry point a FileRead names, as a main(argv) that test_cli's contract can hold."""
 
     def __init__(self, home, command, n):
-        fill = lambda a: a.format(h=home, n=n, key=world.WorldConfig().key())
+        fill = lambda a: a.format(h=home, n=n, key=SMALL.key())
         self.name, *rest = [fill(a) for a in command]
         self.argv = args(home, rest[0], *rest[1:]) if self.name == "train" else rest
 
@@ -45,7 +45,7 @@ class Command:
         return world_main(argv[0])
 
 
-@world.cli.command()
+@cli.command()
 def world_main(root):
     """world.py's own path to build(): SMALL's world (its tests' size) under root."""
     print(world.build(SMALL, root))
