@@ -184,7 +184,7 @@ ROW = re.compile(r"^(?:(\S+) split, )?(.+?) \(\d+\)$")           # "cls split, T
 def readme_tables():
     """The README's world tables -> {(split, challenge, d_I): (shown, low, high)}."""
     lines, cells = README.read_text().splitlines(), {}
-    for start in (i for i, line in enumerate(lines) if line.startswith("| E_rel^PT")):
+    for start in (i for i, line in enumerate(lines) if line.startswith("| E_rel^PT") and "| d_I = " in line):
         columns = [c.strip().removeprefix("d_I = ") for c in lines[start].strip("|").split("|")][1:]
         for line in itertools.takewhile(lambda l: l.startswith("|"), lines[start + 2:]):
             label, *shown = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
@@ -204,7 +204,7 @@ def test_this_machines_world_falls_within_the_readmes_bands(fig3):
     got = {(r["cell"].split, r["cell"].challenge, r["cell"].dim): r["E_rel_PT"] for r in fig3["rows"]}
     luck = lambda split, challenge, d: "^out" in challenge and d >= 3          # from d* on (above)
     checked = [key for key in cells if key in got and not luck(*key)]
-    assert len(cells) >= 40 and len(checked) >= 15, (len(cells), len(checked))
+    assert len(cells) >= 30 and len(checked) >= 15, (len(cells), len(checked))
     for key, (shown, low, high) in cells.items():
         assert low <= shown <= high, (key, shown, low, high)
     outside = {key: (round(got[key], 3), cells[key][1:]) for key in checked
