@@ -38,6 +38,8 @@ class Config:
                                  "stages pt, msf and ist (lora_stages.py; beyond the paper)")
     lora_rank: int = opt(8, "--adapter lora: r (PEFT's default)")
     lora_alpha: float = opt(8.0, "--adapter lora: α, the update scaled by α/r (PEFT's default)")
+    lora_basis: int = opt(16, "--adapter lora: m, the rank of MSF's Proj_b's last layer (N × m · m × d'_I: "
+                              "m·N numbers, under 10 % of SmolLM2-135M's and T5-base's parameters at 16)")
     lora_targets: str = opt("", "--adapter lora: comma-separated names of the linear layers it adapts; empty: "
                                 "the attention's q and v (T5: q,v; decoder-only: q_proj,v_proj)")
     prompt_len: int = opt(100, "P, soft prompt length (the authors' n and Lester's default)")
@@ -49,7 +51,8 @@ class Config:
     subspace: str = opt("msf", "ist only: msf (the trained Proj_b) | random (untrained, the baseline) | pca (the "
                                "training tasks' PT prompts' mean and top principal directions: prompt_subspaces.py) | mpt "
                                "(P* ⊙ u vᵀ from the mpt stage, P + H numbers a task; --intrinsic-dim unused: prompt_subspaces.py); "
-                               "--adapter lora also mean | hub | basis | fastfood (lora_subspaces.py), not mpt")
+                               "--adapter lora also mean | delta-mean | delta-mean-r | delta-pca | hub | basis | fastfood "
+                               "(lora_subspaces.py), not mpt")
     msf_seed: int = opt(stages.DEFAULT_SEED, "ist, reconstruct: the MSF run whose Proj_b they use, by its --seed "
                                              "(another draw of the subspace; writes …-msf<N> folders)")
     z_init: str = opt("normal", "ist only: normal (authors') | zeros | mean (of Proj(P_train))")
@@ -107,7 +110,8 @@ class Config:
         at_least = {"k": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "prompt_len": 1, "intrinsic_dim": 1,
                     "max_input_len": 1, "max_target_len": 1, "num_beams": 1, "eval_batch_size": 1,
                     "ae_hidden": 0, "patience": 0, "max_test": 0, "tokens_per_forward": 0, "seed": 0, "msf_seed": 0,
-                    "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0, "lora_rank": 1}
+                    "data_seed": 0, "lr": 0, "alpha": 0, "clip": 0, "lora_rank": 1,
+                    "lora_basis": 1}
         for name, low in at_least.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= low):
@@ -159,7 +163,7 @@ STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, 
 
 # LoRA (lora_stages.py): measured on the offline world (see WORLD.md, LoRA)
 LORA_LR = {"pt": 3e-3, "msf": 3e-3, "ist": 0.1}
-LORA_ONLY = ("mean", "hub", "basis", "fastfood")
+LORA_ONLY = ("mean", "delta-mean", "delta-mean-r", "delta-pca", "hub", "basis", "fastfood")
 
 # Settings that change how a run computes, not what it computes: a resumed run may change them.
 OPERATIONAL = {"device", "decoder", "eval_batch_size", "tokens_per_forward", "allow_missing", "keep_checkpoints"}

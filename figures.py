@@ -74,14 +74,15 @@ def figure3(rows, p, path):
     save(fig, path)
 
 
-LORA_STYLE = {"LoRA-IST": ("tab:red", "s"), "LoRA-PCA": ("tab:purple", "D"), "LoRA-hub": ("tab:brown", "P"),
-              "LoRA-basis": ("tab:olive", "x"), "LoRA-Fastfood": ("tab:green", "^"), "LoRA-random": ("tab:grey", "x"),
-              "LoRA-mean": ("tab:cyan", None), "IST": ("black", "o")}
+LORA_STYLE = {"LoRA-IST": ("tab:red", "s"), "LoRA-PCA": ("tab:purple", "D"), "LoRA-ΔW-PCA": ("tab:pink", "v"),
+              "LoRA-hub": ("tab:brown", "P"), "LoRA-basis": ("tab:olive", "x"), "LoRA-Fastfood": ("tab:green", "^"),
+              "LoRA-random": ("tab:grey", "x"), "LoRA-mean": ("tab:cyan", None), "LoRA-ΔW-mean": ("tab:blue", None),
+              "LoRA-ΔW-mean-r": ("tab:orange", None), "IST": ("black", "o")}
 
 
 def lora_figure(per_split, dims, planted, path):
     """One panel per split: E_rel of the held-out tasks (of the training tasks' kind) over d_I, each LoRA
-    subspace (solid; dashed the mean LoRA, the same at every d_I) and the prompts' IST (black, dotted)."""
+    subspace (solid; dashed the means, the same at every d_I) and the prompts' IST (black, dotted)."""
     fig, axes = plt.subplots(1, len(per_split), figsize=(6 * len(per_split), 4), squeeze=False)
     for ax, (split, lines) in zip(axes[0], per_split.items()):
         top = 1.25
@@ -89,7 +90,7 @@ def lora_figure(per_split, dims, planted, path):
             method = ch[ch.index("(") + 1:-1]
             colour, marker = LORA_STYLE[method]
             prompt = ch.startswith("prompt")
-            style = ":" if prompt else "--" if method == "LoRA-mean" else "-"
+            style = ":" if prompt else "--" if marker is None else "-"      # dashed: a mean, 0 numbers
             top = max([top] + [1.08 * y for y in ys if math.isfinite(y)])
             ax.plot(dims, ys, marker=marker, color=colour, linestyle=style, markersize=4,
                     label="prompt IST (E_rel^PT)" if prompt else method)

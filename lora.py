@@ -7,7 +7,8 @@ is what a task owns and how the frozen PLM reads it.
                A (r, in), B (out, r); a task's LoRA is θ = [A_1; B_1; …; A_L; B_L] (N = Σ_l r(in_l + out_l))
   canonical    (A, B) and (R⁻¹A, BR) are the same update ΔW = BA. The encoder reads the one form of   -> canonical
                ΔW: B̃ = U S^½, Ã = S^½ Vᵀ from ΔW's thin SVD, each singular pair's sign fixed
-  Eq. MSF-rec  θ̂ = Proj_b(Proj(θ̃)) (ipt.PromptAutoencoder's maps over θ̃ instead of a prompt) -> LoraAutoencoder
+  Eq. MSF-rec  θ̂ = Proj_b(Proj(θ̃)), the paper's maps over θ̃, Proj_b's last layer factored and the  -> LoraAutoencoder
+               start at the library's mean update (a real PLM's N makes d'_I × N larger than the PLM)
   Eq. MSF      L_LM(θ̂) + α · Σ_l ‖B̂Â − BA‖²_F / Σ_l ‖BA‖²_F                  -> ReconstructedLoRAs, delta_error
   Eq. IST      θ = Proj_b(z), Proj_b and W frozen: d_I numbers a task            -> IntrinsicLoRAs
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn as nn
 
 import ipt
+
 
 DEFAULT_TARGETS = {True: ("q", "v"), False: ("q_proj", "v_proj")}   # T5's attention; Llama / Qwen / SmolLM's
 
@@ -130,22 +132,38 @@ class TaskLoRAs(nn.Module):
 # -----------------------------------------------------------------------------
 # The one form of a LoRA, and the error between two without forming ΔW
 
+def top_factors(A, B, r):
+    """The best rank-r approximation of B A, in the one form: A (K, R, in), B (K, out, R), R ≥ r ->
+    Ã (K, r, in), B̃ (K, out, r) with B̃Ã = the top r singular triples (U S^½)(S^½ Vᵀ), the largest entry
+    of each column of U positive. Through QR of B and Aᵀ, so the SVD is of an R × R core, in float64."""
+    QB, RB = torch.linalg.qr(B.double())                               # (K, out, R), (K, R, R)
+    QA, RA = torch.linalg.qr(A.double().transpose(1, 2))               # (K, in, R), (K, R, R)
+    Uc, S, Vch = torch.linalg.svd(RB @ RA.transpose(1, 2))             # BA = QB (RB RAᵀ) QAᵀ
+    U, V, S = QB @ Uc[..., :r], QA @ Vch.transpose(1, 2)[..., :r], S[:, :r]   # (K, out, r), (K, in, r)
+    top = U.abs().argmax(1, keepdim=True)                              # (K, 1, r)
+    sign = U.gather(1, top).sign()
+    sign[sign == 0] = 1.0                                              # ΔW = 0 in that direction
+    root = S.sqrt()[:, None, :]                                        # (K, 1, r)
+    return (V * sign * root).transpose(1, 2), U * sign * root
+
+
 @torch.no_grad()
 def canonical(shape, theta):
-    """θ (K, N) -> θ̃ (K, N): each layer's ΔW = BA written as B̃ = U S^½, Ã = S^½ Vᵀ, the largest entry of
-    each column of U positive. Through QR of B and Aᵀ, so the SVD is of an r × r core, in float64."""
-    pairs = []
-    for A, B in shape.split(theta.double()):
-        QB, RB = torch.linalg.qr(B)                                    # (K, out, r), (K, r, r)
-        QA, RA = torch.linalg.qr(A.transpose(1, 2))                    # (K, in, r), (K, r, r)
-        Uc, S, Vch = torch.linalg.svd(RB @ RA.transpose(1, 2))         # ΔW = QB (RB RAᵀ) QAᵀ
-        U, V = QB @ Uc, QA @ Vch.transpose(1, 2)                       # (K, out, r), (K, in, r)
-        top = U.abs().argmax(1, keepdim=True)                          # (K, 1, r)
-        sign = U.gather(1, top).sign()
-        sign[sign == 0] = 1.0                                          # ΔW = 0 in that direction
-        root = S.sqrt()[:, None, :]                                    # (K, 1, r)
-        pairs.append(((V * sign * root).transpose(1, 2), U * sign * root))
+    """θ (K, N) -> θ̃ (K, N): each layer's ΔW = BA written as B̃ = U S^½, Ã = S^½ Vᵀ from its thin SVD."""
+    pairs = [top_factors(A, B, shape.rank) for A, B in shape.split(theta)]
     return shape.join(pairs).to(theta.dtype)
+
+
+@torch.no_grad()
+def mean_update(shape, library):
+    """The library's mean update ΔW̄ = mean_k B_k A_k of each layer, as its best rank-r LoRA (truncated
+    SVD): library (K, N) -> θ (N,). Σ_k B_k A_k = [B_1 … B_K][A_1; …; A_K], a rank-Kr product."""
+    K, pairs = len(library), []
+    for A, B in shape.split(library):
+        A_cat = A.reshape(1, -1, A.size(2))                            # (1, K r, in)
+        B_cat = B.permute(1, 0, 2).reshape(1, B.size(1), -1) / K       # (1, out, K r)
+        pairs.append(top_factors(A_cat, B_cat, shape.rank))
+    return shape.join(pairs)[0].to(library.dtype)
 
 
 def inner(shape, theta1, theta2):
@@ -153,6 +171,14 @@ def inner(shape, theta1, theta2):
     total = 0
     for (A1, B1), (A2, B2) in zip(shape.split(theta1), shape.split(theta2)):
         total = total + ((B1.transpose(1, 2) @ B2) * (A1 @ A2.transpose(1, 2))).sum((1, 2))
+    return total
+
+
+def gram(shape, theta):
+    """⟨ΔW_k, ΔW_l⟩_F summed over layers, every pair: θ (K, N) -> (K, K), by r × r products."""
+    total = 0
+    for A, B in shape.split(theta):
+        total = total + (torch.einsum("kor,los->klrs", B, B) * torch.einsum("kri,lsi->klrs", A, A)).sum((2, 3))
     return total
 
 
@@ -165,17 +191,40 @@ def delta_error(shape, theta_hat, theta):
 # -----------------------------------------------------------------------------
 # MSF and IST over LoRAs
 
-class LoraAutoencoder(ipt.PromptAutoencoder):
-    """The paper's autoencoder (Proj: N -> d_I; Proj_b: d_I -> d'_I, tanh, -> N) over a LoRA's θ̃."""
+class LoraAutoencoder(nn.Module):
+    """The paper's autoencoder over a LoRA's θ̃, sized and started for real PLMs.
+    Proj: N -> d_I. Proj_b: d_I -> d'_I, tanh, -> m -> N: its last layer factored (N × m · m × d'_I), so it
+    has m·N numbers, not d'_I·N (d'_I = H = 576 and N = 460,800 on SmolLM2 would be twice the PLM).
+    Both read θ̃ about an origin and in the library's units: θ̂ = origin + scale · Proj_b(z), z =
+    Proj((θ̃ − origin) / scale), so a library of any scale starts and steps alike (start_at)."""
 
-    def __init__(self, size, intrinsic_dim, hidden_dim):
-        super().__init__(1, size, intrinsic_dim, hidden_dim)
+    def __init__(self, size, intrinsic_dim, hidden_dim, basis_rank):
+        super().__init__()
+        self.proj = nn.Linear(size, intrinsic_dim)
+        self.proj_b = nn.Sequential(nn.Linear(intrinsic_dim, hidden_dim), nn.Tanh(),
+                                    nn.Linear(hidden_dim, basis_rank, bias=False), nn.Linear(basis_rank, size))
+        self.register_buffer("origin", torch.zeros(size))                # (N,)
+        self.register_buffer("scale", torch.ones(()))
+
+    @torch.no_grad()
+    def start_at(self, shape, library):
+        """MSF's start: every θ̂ is the library's mean update's best rank-r LoRA (mean_update), whose
+        error Σ_k ‖ΔŴ − ΔW_k‖² / Σ_k ‖ΔW_k‖² = 1 − K ‖T_r(ΔW̄)‖² / Σ_k ‖ΔW_k‖² ≤ 1 at any scale (an
+        untrained Proj_b's output is O(1) whatever the library's, 10⁴ times its ΔW on a real model's
+        40-step LoRAs). The last layer starts at 0 (LoRA's own B = 0): the first step's gradient reaches it."""
+        self.origin.copy_(mean_update(shape, library))
+        self.scale.copy_((library - self.origin).pow(2).mean().sqrt().clamp(min=1e-30))
+        self.proj_b[-1].weight.zero_()
+        self.proj_b[-1].bias.zero_()
 
     def encode(self, theta):                                           # (K, N) -> (K, d_I)
-        return self.proj(theta)
+        return self.proj((theta - self.origin) / self.scale)
 
     def decode(self, z):                                               # (K, d_I) -> (K, N)
-        return self.proj_b(z)
+        return self.origin + self.scale * self.proj_b(z)
+
+    def forward(self, theta):                                          # θ̂ = Proj_b(Proj(θ̃))
+        return self.decode(self.encode(theta))
 
 
 class ReconstructedLoRAs(nn.Module):

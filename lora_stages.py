@@ -6,8 +6,8 @@ where a prompt was.
                                   -> <run>/loras-s<seed>/<task>/ (a PEFT LoRA adapter)
   msf   the autoencoder over the training tasks' canonical LoRAs; loss mean_k L_LM(θ̂_k) + α · rec
                                   -> lora-msf-d<d>/autoencoder.safetensors
-  ist   z only (d_I numbers a task) through --subspace msf | random | pca | mean | hub | basis | fastfood
-        (lora_subspaces.py)       -> z.safetensors, and each task's LoRA Proj_b(z) as a PEFT adapter, peft/<task>/
+  ist   z only (d_I numbers a task) through --subspace msf | random | pca | mean | delta-mean | delta-mean-r
+        | delta-pca | hub | basis | fastfood (lora_subspaces.py)       -> z.safetensors, and each task's LoRA Proj_b(z) as a PEFT adapter, peft/<task>/
 
 PEFT adapters in and out: the PT store is PEFT's own format (PeftModel.from_pretrained loads a task's
 folder and gives our logits), and `--stage pt --init-from-peft DIR` starts from LoRA adapters there.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from tqdm import tqdm
 
 import checkpoint
 import data
@@ -131,7 +132,13 @@ def read_inputs(cfg, names, model_config):
         if [tuple(x) for x in meta["layers"]] != list(shape.layers) or meta["rank"] != shape.rank:
             raise UserError(f"{path.parent} was trained for another model or LoRA rank (its config.json); this run "
                             f"has r = {shape.rank} on {len(shape.layers)} layers")
-        ae = lora.LoraAutoencoder(shape.size, meta["intrinsic_dim"], meta["hidden"])
+        if "origin" not in tensors:
+            raise UserError(f"{path} was made before the LoRA decoder was factored: delete {path.parent} and run "
+                            f"LoRA-MSF again (python train.py --adapter lora --stage msf --run {cfg.run} --split {cfg.split})")
+        ae = lora.LoraAutoencoder(shape.size, meta["intrinsic_dim"], meta["hidden"], meta["basis"])
+        with torch.no_grad():
+            ae.origin.copy_(tensors.pop("origin"))
+            ae.scale.copy_(tensors.pop("scale"))
         checkpoint.fit(ae, tensors, path)
         inputs["subspace"], inputs["source"] = ae, str(path)
     if cfg.stage == "ist" and cfg.subspace in lora_subspaces.NEEDS_LIBRARY:
@@ -173,17 +180,21 @@ def setup_pt(cfg, plm, tokenizer, names, prepared, shape, init=None):
 def setup_msf(cfg, plm, tokenizer, names, prepared, shape, pt_loras):
     """LoRA-MSF: only the autoencoder trains; loss mean_k L_LM(θ̂_k) + α · relative ‖ΔŴ − ΔW‖²; saves it."""
     torch.manual_seed(cfg.seed)
-    ae = lora.LoraAutoencoder(shape.size, cfg.intrinsic_dim, cfg.ae_hidden or plm.config.hidden_size)
+    ae = lora.LoraAutoencoder(shape.size, cfg.intrinsic_dim, cfg.ae_hidden or plm.config.hidden_size, cfg.lora_basis)
+    ae.start_at(shape, pt_loras)
     module = lora.ReconstructedLoRAs(ae, shape, pt_loras)
+    every = torch.arange(len(names))
+    with torch.no_grad():
+        tqdm.write(f"msf: Proj_b has {sum(p.numel() for p in ae.proj_b.parameters()):,} numbers; relative "
+                   f"reconstruction error at the start {float(module.reconstruction_error(every)):.4f}")
 
     def artifact(out, state):
-        checkpoint.save(out / "autoencoder.safetensors", {k.removeprefix("autoencoder."): v for k, v in state.items()},
-                        intrinsic_dim=cfg.intrinsic_dim, hidden=ae.proj_b[0].out_features, layers=shape.layers,
-                        rank=shape.rank, alpha=cfg.lora_alpha, tasks=names, loras=str(store(cfg)))
-    every = torch.arange(len(names))
-    objective = lambda task_lm, once: ipt.msf_objective(
-        task_lm, module.reconstruction_error(every) if once else 0.0, cfg.alpha)
-    return stage_of(cfg, plm, module, names, shape=shape, objective=objective, artifact=artifact,
+        checkpoint.save(out / "autoencoder.safetensors", {**{k.removeprefix("autoencoder."): v for k, v in state.items()},
+                                                          "origin": ae.origin, "scale": ae.scale},
+                        intrinsic_dim=cfg.intrinsic_dim, hidden=ae.proj_b[0].out_features, basis=cfg.lora_basis,
+                        layers=shape.layers, rank=shape.rank, alpha=cfg.lora_alpha, tasks=names, loras=str(store(cfg)))
+    objective, monitor = stages.msf_terms(cfg, lambda: module.reconstruction_error(every))
+    return stage_of(cfg, plm, module, names, shape=shape, objective=objective, artifact=artifact, monitor=monitor,
                     groups=[(every.tolist(), [n for n, _ in module.named_parameters()])])
 
 
@@ -191,11 +202,13 @@ def setup_ist(cfg, plm, tokenizer, names, prepared, shape, subspace=None, source
     """LoRA-IST: only z trains, θ = Proj_b(z) through the subspace (frozen); saves z and each task's LoRA."""
     if subspace is None and cfg.subspace == "random":                  # MSF's maps, untrained
         torch.manual_seed(cfg.seed)
-        subspace = lora.LoraAutoencoder(shape.size, cfg.intrinsic_dim, cfg.ae_hidden or plm.config.hidden_size)
+        subspace = lora.LoraAutoencoder(shape.size, cfg.intrinsic_dim, cfg.ae_hidden or plm.config.hidden_size,
+                                        cfg.lora_basis)
     elif subspace is None:                                             # basis, fastfood: no library
         subspace = lora_subspaces.build(cfg.subspace, shape, cfg.intrinsic_dim, None,
                                         torch.Generator().manual_seed(cfg.seed))
         source = cfg.subspace
+    shape = getattr(subspace, "shape", shape)                          # the delta- subspaces' rank K·r
     if hasattr(subspace, "start"):
         z = subspace.start(len(names))
     else:

@@ -7,7 +7,7 @@ Under --run, on each split of --lora-splits (held-out tasks, d_I = 1 … the swe
   lora-pt-s100-all/, loras-s100/<task>/        LoRA-PT of every task: E_rel^LoRA's reference, the library
   <split>/lora-msf-d<d>/                       MSF over the split's training tasks' LoRAs
   <split>/lora-ist[-<subspace>]-d<d>-…/        IST of the held-out tasks through MSF's Proj_b, and through
-                                               the baselines of lora_subspaces.py at the same d_I (mean: 0)
+                                               the baselines of lora_subspaces.py at the same d_I (the means: 0)
 
 The world plants d* numbers a task whatever the adapter reads them through, so if LoRA-PT learns the
 tasks, LoRA-IST should have its knee where prompt IST has it (d* on cls / non-cls, d* + 1 on random);
@@ -20,8 +20,10 @@ import figures
 import results
 from jobs import Cell, heldout_label
 
-METHODS = {"msf": "LoRA-IST", "pca": "LoRA-PCA", "hub": "LoRA-hub", "basis": "LoRA-basis",
-           "fastfood": "LoRA-Fastfood", "random": "LoRA-random", "mean": "LoRA-mean"}
+METHODS = {"msf": "LoRA-IST", "pca": "LoRA-PCA", "delta-pca": "LoRA-ΔW-PCA", "hub": "LoRA-hub", "basis": "LoRA-basis",
+           "fastfood": "LoRA-Fastfood", "random": "LoRA-random", "mean": "LoRA-mean", "delta-mean": "LoRA-ΔW-mean",
+           "delta-mean-r": "LoRA-ΔW-mean-r"}
+FIXED = ("mean", "delta-mean", "delta-mean-r")                         # 0 numbers: one run serves every d_I
 LORA = ["--adapter", "lora"]
 
 
@@ -41,16 +43,16 @@ def plan(p, args, job, run, splits, split_path):
         ist = lambda kind, d, where=where, held=held: p.add(job(
             *where, *LORA, "--stage", "ist", "--subspace", kind, "--intrinsic-dim", d, "--steps", args.ist_steps,
             "--tasks-from", ",".join(held), *store))
-        mean = ist("mean", 1)                                          # 0 numbers: one run for every d_I
+        fixed = {kind: ist(kind, 1) for kind in FIXED}
         K = len(sections["train"])
         for d in args.lora_dims:
             msf = p.add(job(*where, *LORA, "--stage", "msf", "--intrinsic-dim", d, "--steps", args.msf_steps, *store))
             p.cells.append(Cell(label, "T_train(LoRA-MSF)", d, [msf], sections["train"], ref=pt))
             for kind, method in METHODS.items():
-                if (kind == "pca" and d > K - 1) or (kind == "hub" and d > K):
+                if (kind in ("pca", "delta-pca") and d > K - 1) or (kind == "hub" and d > K):
                     p.meta["lora"]["skipped"].append(f"{method} on {s} at d_I = {d} ({K} training LoRAs)")
                     continue
-                run_ = mean if kind == "mean" else ist(kind, d)
+                run_ = fixed[kind] if kind in FIXED else ist(kind, d)
                 p.cells += [Cell(label, heldout_label(sec, method), d, [run_], sections[sec], ref=pt) for sec in held]
 
 
@@ -93,8 +95,9 @@ def section(rows, p, out, planted):
     lines = ["## Beyond the paper: the intrinsic task subspace of LoRA", "", "![LoRA](lora.png)", "",
              "E_rel^LoRA: each held-out task's score over its own LoRA-PT score (prompt IST beside it: E_rel^PT, over "
              "its prompt PT). LoRA-IST tunes d_I numbers through MSF's Proj_b over the training tasks' LoRAs; "
-             "LoRA-mean is the training LoRAs' mean (0 numbers); LoRA-PCA their mean and top d_I principal "
-             "directions; LoRA-hub a learnt weighting of d_I of them (LoraHub); LoRA-basis and LoRA-Fastfood d_I "
+             "LoRA-mean is the training LoRAs' mean factors (Ā, B̄), LoRA-ΔW-mean their mean update mean_k B_k A_k "
+             "(a LoRA of rank K·r) and LoRA-ΔW-mean-r its best rank-r LoRA (0 numbers each); LoRA-PCA their mean and "
+             "top d_I principal directions over θ, LoRA-ΔW-PCA the same over the updates ΔW; LoRA-hub a learnt weighting of d_I of them (LoraHub); LoRA-basis and LoRA-Fastfood d_I "
              "random directions over all LoRA numbers from PEFT's start (Uni-LoRA, DID); LoRA-random MSF's Proj_b "
              "untrained (lora_subspaces.py).", ""]
     if pt:

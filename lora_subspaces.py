@@ -3,7 +3,12 @@ The LoRA subspaces IST tunes d_I numbers through besides MSF's (train.py --adapt
 --subspace …): what the literature since the paper uses, each with d_I numbers a task, on the same
 held-out tasks. Each maps z (K, d_I) -> θ (K, N), a plain LoRA (lora.py), and says where z starts.
 
-  mean      θ̄: the training tasks' mean canonical LoRA; 0 numbers (z is empty)
+  mean      θ̄: the training tasks' mean canonical LoRA (Ā, B̄), the mean of the factors; 0 numbers (z is
+            empty). Its B̄Ā is not the mean update: averaged factors of different tasks cancel
+  delta-mean    ΔW̄ = mean_k B_k A_k, the mean update itself: a LoRA of rank K·r; 0 numbers
+  delta-mean-r  ΔW̄'s best rank-r LoRA (truncated SVD, lora.mean_update; MSF starts there); 0 numbers
+  delta-pca     ΔW̄ + Σ_j z_j D_j, D_j the top d_I principal directions of the updates ΔW_k (flattened,
+            all layers; unit Frobenius norm), as PCA over θ but in the space where a sum is an update; z at 0
   pca       θ̄ + U z, U the top d_I principal directions of the training LoRAs (EigenLoRAx, the
             Universal Weight Subspace: PCA of a LoRA library; prompt_subspaces.py for prompts); z starts at 0
   hub       Σ_i w_i θ̃_i over d_I training LoRAs drawn at random (LoraHub's combination of A's and B's),
@@ -13,6 +18,10 @@ held-out tasks. Each maps z (K, d_I) -> θ (K, N), a plain LoRA (lora.py), and s
             spirit), θ₀ PEFT's start (B = 0); z starts at 0
   fastfood  θ₀ + Fastfood(z) (DID's projection, did.py, over the LoRA numbers instead of the PLM's)
   random    MSF's Proj_b untrained (the paper's random-subspace baseline), z from N(0, 0.02²)
+
+The delta- subspaces are weights over the library's own updates, ΔW = Σ_k w_k B_k A_k (w = 1/K + C z):
+exactly a LoRA of rank K·r, [B_1 … B_K] [w_1 A_1; …; w_K A_K], so no ΔW is formed and the PLM reads it
+as any LoRA (the stage's shape is the subspace's own, K·r; B carries K so that α / (K r) scales as α / r).
 
 The library's LoRAs enter in canonical form (lora.canonical): a sum of raw (A, B) of different tasks
 depends on each one's arbitrary gauge (A, B) ~ (R⁻¹A, BR); of canonical forms it does not.
@@ -42,6 +51,43 @@ class Mean(Subspace):
 
     def decode(self, z):                                               # (K, 0) -> (K, N)
         return self.mean.expand(len(z), -1)
+
+
+class Fixed(Subspace):
+    """One LoRA for every task, 0 numbers: delta-mean-r."""
+
+    def __init__(self, theta):
+        super().__init__(0)
+        self.register_buffer("theta", theta)
+
+    def decode(self, z):
+        return self.theta.expand(len(z), -1)
+
+
+class UpdateSpan(Subspace):
+    """ΔW = Σ_k w_k B_k A_k, w = 1/K + C z: delta-mean (d = 0) and delta-pca (C from the updates' PCA)."""
+
+    def __init__(self, shape, library, d):
+        super().__init__(d)
+        K = len(library)
+        if d > K - 1:
+            raise ValueError(f"the PCA of {K} training LoRAs' updates has {K - 1} directions about their mean; "
+                             f"--intrinsic-dim {d} asks for more")
+        self.K, self.rank, self.shape = K, shape.rank, lora.LoraShape(shape.layers, K * shape.rank)
+        wide = [(A.reshape(1, -1, A.size(2)), B.permute(1, 0, 2).reshape(1, B.size(1), -1) * K)
+                for A, B in shape.split(library)]                      # (1, K r, in), (1, out, K r)
+        self.register_buffer("library", self.shape.join(wide)[0])
+        center = torch.eye(K, dtype=torch.float64) - 1.0 / K
+        values, vectors = torch.linalg.eigh(center @ lora.gram(shape, library.double()) @ center)
+        values, vectors = values.flip(0)[:d], vectors.flip(1)[:, :d]   # the top d
+        if d and values[-1] <= 1e-12 * values[0].clamp(min=1e-300):
+            raise ValueError(f"the training LoRAs' updates span fewer than {d} directions about their mean")
+        self.register_buffer("C", (vectors / values.sqrt()).float())   # (K, d): D_j = Σ_k C_kj ΔW_k, ‖D_j‖ = 1
+
+    def decode(self, z):                                               # (U, d) -> (U, N of rank K r)
+        w = (1.0 / self.K + z @ self.C.T).repeat_interleave(self.rank, 1)   # (U, K r): each row of A_k by w_k
+        pairs = [(A * w[:, :, None], B.expand(len(z), -1, -1)) for A, B in self.shape.split(self.library[None])]
+        return self.shape.join(pairs)
 
 
 class Principal(Subspace):
@@ -103,6 +149,12 @@ def build(kind, shape, d, library, generator):
     kind needs none); ValueError when d_I is more than it allows."""
     if kind == "mean":
         return Mean(library)
+    if kind == "delta-mean":
+        return UpdateSpan(shape, library, 0)
+    if kind == "delta-mean-r":
+        return Fixed(lora.mean_update(shape, library))
+    if kind == "delta-pca":
+        return UpdateSpan(shape, library, d)
     if kind == "pca":
         return Principal(library, d)
     if kind == "hub":
@@ -112,4 +164,4 @@ def build(kind, shape, d, library, generator):
     return FastfoodBasis(shape, d, generator)
 
 
-NEEDS_LIBRARY = ("mean", "pca", "hub")
+NEEDS_LIBRARY = ("mean", "delta-mean", "delta-mean-r", "delta-pca", "pca", "hub")

@@ -22,6 +22,7 @@ The stages of IPT and its baselines: for each, what trains, what the loss is, an
 What a stage reads from earlier ones (PT prompts, the autoencoder, z) is loaded by `read_inputs`
 before the PLM, so a missing or damaged file is reported in a second.
 """
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -232,6 +233,7 @@ class Stage:
     objective: object = lambda task_lm, once: ipt.multitask_objective(task_lm)
     artifact: object = None            # callable: out dir, best module state -> writes what later stages read
     score_start: bool = False          # evaluate the given start (step 0) and keep it if no step beats it
+    monitor: object = None             # callable -> {name: value} over the steps since the last evaluation, logged
 
 
 def per_task_groups(names, prefix):
@@ -282,10 +284,27 @@ def setup_msf(cfg, plm, tokenizer, names, prepared, pt_prompts):
                         prompt_len=ae.P, d_model=ae.H, intrinsic_dim=cfg.intrinsic_dim,
                         hidden=ae.proj_b[0].out_features, tasks=names, prompts=str(store))
     every = torch.arange(len(names))               # one group: every task in every step, until all stop
-    objective = lambda task_lm, once: ipt.msf_objective(
-        task_lm, module.reconstruction_error(every) if once else 0.0, cfg.alpha)
+    objective, monitor = msf_terms(cfg, lambda: module.reconstruction_error(every))
     return Stage(module, module, [(every.tolist(), [n for n, _ in module.named_parameters()])],
-                 objective=objective, artifact=artifact)
+                 objective=objective, artifact=artifact, monitor=monitor)
+
+
+def msf_terms(cfg, reconstruction_error):
+    """Eq. MSF as a stage's objective, and its monitor: the mean reconstruction error of the steps since
+    the last evaluation (the log's loss less α times it is the LM loss)."""
+    seen = []
+
+    def objective(task_lm, once):
+        error = reconstruction_error() if once else 0.0
+        if once:
+            seen.append(error.detach())
+        return ipt.msf_objective(task_lm, error, cfg.alpha)
+
+    def monitor():
+        value = float(torch.stack(seen).double().mean()) if seen else math.nan
+        seen.clear()
+        return {"reconstruction": value}
+    return objective, monitor
 
 
 def setup_ist(cfg, plm, tokenizer, names, prepared, autoencoder=None, codes=None, source="random"):

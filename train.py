@@ -129,7 +129,7 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
             with autocast:
                 dev = plm.score_tasks(cfg, model, tokenizer, stage.prompts, prepared, active, "dev")
             improved = select(cfg, groups, dev, params, best, step)
-            record = {"step": step, "loss": loss, "s_per_step": per_step,
+            record = {"step": step, "loss": loss, "s_per_step": per_step, **(stage.monitor() if stage.monitor else {}),
                       "dev": {names[k]: v for k, v in dev.items()}, "active": len(active)}
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -137,7 +137,8 @@ def train(cfg, model, tokenizer, stage, prepared, out, device, note=""):
                                    **{f"best.{n}": t for n, t in best.items()},
                                    **checkpoint.optimizer_tensors(optimizer)},
                             keep_previous=True, loop={"step": step, "groups": groups}, config=asdict(cfg))
-            tqdm.write(f"step {step} | loss {record['loss']:.4f} | dev {sum(dev.values()) / len(dev):.3f} "
+            extra = "".join(f" | {k} {record[k]:.4g}" for k in ("reconstruction",) if k in record)
+            tqdm.write(f"step {step} | loss {record['loss']:.4f}{extra} | dev {sum(dev.values()) / len(dev):.3f} "
                        f"over {len(dev)} tasks | improved {improved} | {1000 * record['s_per_step']:.0f} ms/step")
             losses, started = [], time.time()
     bar.close()

@@ -98,20 +98,23 @@ def stage_module(kind, shape, K, g):
     if kind == "pt":
         return lora.TaskLoRAs(random_loras(shape, K, g))
     if kind == "msf":
-        return lora.ReconstructedLoRAs(lora.LoraAutoencoder(shape.size, 3, 8), shape, library[:K])
-    sub = lora.LoraAutoencoder(shape.size, 3, 8) if kind == "ist" else lora_subspaces.build(kind, shape, 3, library, g)
+        ae = lora.LoraAutoencoder(shape.size, 3, 8, 4)
+        ae.start_at(shape, library[:K])
+        torch.nn.init.normal_(ae.proj_b[-1].weight, generator=g)       # as after a step: its start is 0
+        return lora.ReconstructedLoRAs(ae, shape, library[:K])
+    sub = lora.LoraAutoencoder(shape.size, 3, 8, 4) if kind == "ist" else lora_subspaces.build(kind, shape, 3, library, g)
     start = sub.start(K) if hasattr(sub, "start") else torch.randn(K, 3, generator=g)
     return lora.IntrinsicLoRAs(sub, start + 0.1)
 
 
-@pytest.mark.parametrize("kind", ["pt", "msf", "ist", "pca", "hub", "basis", "fastfood"])
+@pytest.mark.parametrize("kind", ["pt", "msf", "ist", "pca", "delta-pca", "hub", "basis", "fastfood"])
 def test_gradients_reach_only_the_stage_parameters(t5, kind):
     g = torch.Generator().manual_seed(0)
     shape, K = shape_of(t5), 3
     module = stage_module(kind, shape, K, g)
     ids, mask, labels = random_batch(g, 4, 5, 2)
     task_idx = torch.tensor([0, 2, 2, 1])
-    binder = lora.RowLoRA(t5, shape, 8.0, module.vectors)
+    binder = lora.RowLoRA(t5, getattr(getattr(module, "subspace", None), "shape", shape), 8.0, module.vectors)
     try:
         loss = ipt.token_losses(t5, binder(task_idx), ids, mask, labels).sum()
         if kind == "msf":
@@ -144,7 +147,7 @@ def test_the_canonical_form_is_the_same_for_every_gauge_and_keeps_delta_w(t5, K,
     torch.testing.assert_close(lora.canonical(shape, gauged), canon, rtol=1e-3, atol=1e-4)
     for a, b in zip(explicit_delta(shape, canon), explicit_delta(shape, theta)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    ae = lora.LoraAutoencoder(shape.size, 3, 8)                        # so the decoder's output is gauge-free
+    ae = lora.LoraAutoencoder(shape.size, 3, 8, 4)                     # so the decoder's output is gauge-free
     with torch.no_grad():
         torch.testing.assert_close(ae(lora.canonical(shape, gauged)), ae(canon), rtol=1e-3, atol=1e-4)
 
@@ -253,10 +256,13 @@ def test_pt_msf_and_ist_through_every_subspace_write_their_results(lora_run, wor
     run, L = lora_run
     assert (run / "loras-s100" / "first-word" / "adapter_config.json").is_file()
     assert (run / "lora-msf-d3" / "autoencoder.safetensors").is_file()
-    for sub in ("msf", "random", "mean", "pca", "hub", "basis", "fastfood"):
-        d = ["--intrinsic-dim", "2"] if sub in ("pca", "hub") else []
+    for sub in ("msf", "random", "mean", "delta-mean", "delta-mean-r", "delta-pca", "pca", "hub", "basis", "fastfood"):
+        d = ["--intrinsic-dim", "2"] if sub in ("pca", "delta-pca", "hub") else []
         train.main(args(world, "lora", "--stage", "ist", "--subspace", sub, "--tasks-from", "test", *L, *d, steps=10))
-    for folder in ("lora-ist-d3", "lora-ist-random-d3", "lora-ist-mean-d3", "lora-ist-pca-d2", "lora-ist-hub-d2",
+    log = [json.loads(line) for line in (run / "lora-msf-d3" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= r["reconstruction"] <= 1 for r in log)             # logged, and never above the start's
+    for folder in ("lora-ist-d3", "lora-ist-random-d3", "lora-ist-mean-d3", "lora-ist-delta-mean-d3",
+                   "lora-ist-delta-mean-r-d3", "lora-ist-delta-pca-d2", "lora-ist-pca-d2", "lora-ist-hub-d2",
                    "lora-ist-basis-d3", "lora-ist-fastfood-d3"):
         got = results(run / f"{folder}-s100-test" / "results.tsv")
         assert set(got) == {"second-word"}
@@ -302,7 +308,8 @@ def test_the_study_plans_every_subspace_at_every_d_beside_the_prompts(toy, tmp_p
     assert lora_cells == {(f"T_test({m})", d) for m in methods for d in (1, 2)} | {("T_train(LoRA-MSF)", d) for d in (1, 2)}
     lora_jobs = [train.parse_args(j.argv) for j in p.jobs if "--adapter" in j.argv]
     assert all(c.adapter == "lora" for c in lora_jobs)
-    assert sum(c.stage == "ist" and c.subspace == "mean" for c in lora_jobs) == 1   # 0 numbers: one run
+    for fixed in lora_study.FIXED:                                     # 0 numbers: one run each
+        assert sum(c.stage == "ist" and c.subspace == fixed for c in lora_jobs) == 1
     assert all(c.ref is p.meta["lora"]["pt"] for c in p.cells if c.split.startswith("LoRA"))
     assert not any(c.split == "LoRA cls" for c in p.cells)
     report.write(p, tmp_path)                                          # nothing run: every stage named
