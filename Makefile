@@ -11,12 +11,12 @@ ARGS  ?=
 TRAIN  = $(PY) train.py --data-dir $(DATA) --split $(SPLIT) --model $(MODEL) --run $(RUN) $(ARGS)
 # make paper: the offline world unless DATA (and MODEL) are given on the command line
 given  = $(filter command line environment,$(origin $(1)))
-# WORLD="pretrain_noise=0 tasks_per_type=24": a variant of the offline world (WORLD.md), one --world each
+# WORLD="pretrain_noise=0 tasks_per_type=24": a variant of the offline world (world/WORLD.md), one --world each
 VARIANT = $(foreach w,$(WORLD),--world $(w))
-PAPER  = $(PY) experiments.py $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
+PAPER  = $(PY) -m paper.experiments $(if $(call given,DATA),--data-dir $(DATA) --model $(MODEL) --allow-missing) \
          $(if $(call given,SPLIT),--splits $(SPLIT)) $(if $(call given,RUN),--run $(RUN)) $(VARIANT)
 
-# The offline world's commands compute the same bits on every x86-64 CPU (numerics.py); a real model
+# The offline world's commands compute the same bits on every x86-64 CPU (world/numerics.py); a real model
 # or real data runs on the CPU's own code paths (IPT_NUMERICS=pinned or native overrides either)
 demo oracle test test-fast lora: export IPT_NUMERICS ?= pinned
 paper: export IPT_NUMERICS ?= $(if $(call given,DATA),native,pinned)
@@ -47,20 +47,20 @@ test-fast: $(VENV)     ## leave out the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow"
 
 demo: $(VENV)          ## the random split of the paper on the offline world: runs/demo/report.md
-	$(PY) experiments.py --demo
+	$(PY) -m paper.experiments --demo
 
 paper: $(VENV)         ## Fig. 3-6, Tables 2-4 and the baselines, every split: runs/paper/report.md (DATA= MODEL= for real tasks)
 	$(PAPER)
 
 oracle: $(VENV)        ## the world's own knee: IST through its true conditioning, d = 1 … d* (10 min)
-	$(PY) oracle.py $(VARIANT)
+	$(PY) -m world.oracle $(VARIANT)
 
 lora: $(VENV)          ## beyond the paper: LoRA's task subspace against the mean, PCA, LoraHub, random bases, prompt IST beside: runs/lora/report.md
-	$(PY) experiments.py --lora --run $(if $(call given,RUN),$(RUN),runs/lora) --splits random,non-cls --dims 1,2,3,4,6 \
+	$(PY) -m paper.experiments --lora --run $(if $(call given,RUN),$(RUN),runs/lora) --splits random,non-cls --dims 1,2,3,4,6 \
 	    --no-ft --no-ablations --no-linear --no-mpt --no-resampled --random-draws 1 --did-dims none $(ARGS)
 
 real: $(VENV) $(SMOL)  ## the paper on the real tasks with SmolLM2 (a GPU; ARGS="--stop-after 8" in pieces): runs/smollm2/report.md (CPU: SPLIT=cls-small ARGS="--dims 1,3")
-	$(PY) experiments.py --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \
+	$(PY) -m paper.experiments --real $(if $(call given,DATA),--data-dir $(DATA)) $(if $(call given,SPLIT),--splits $(SPLIT)) \
 	    $(if $(call given,RUN),--run $(RUN)) $(ARGS)
 
 check: $(VENV)         ## which tasks of SPLIT have data in DATA
@@ -77,7 +77,7 @@ ist: $(VENV)           ## tune DIM numbers per task: seen tasks (same data), the
 	$(TRAIN) --stage ist --intrinsic-dim $(DIM) --tasks-from $(if $(filter random%,$(SPLIT)),test,test_in$(comma)test_out)
 
 bench: $(VENV)         ## the whole procedure per task (the authors') vs multi-task: ratio, parts, FLOP/s, padding
-	$(PY) bench.py
+	$(PY) -m tools.bench
 
-gpu-check: $(VENV)     ## the device check: step parts, each optimisation's gain, fraction of peak (on a device: python3 gpucheck.py --out $$OUT)
-	$(PY) gpucheck.py $(ARGS)
+gpu-check: $(VENV)     ## the device check: step parts, each optimisation's gain, fraction of peak (on a device: python3 -m tools.gpucheck --out $$OUT)
+	$(PY) -m tools.gpucheck $(ARGS)

@@ -143,7 +143,7 @@ def save_plain(path, tensors):
 def read_peft(folder):
     """A PEFT prompt-tuning adapter folder -> its prompt [P, H]; CheckpointError if it is not one."""
     folder = Path(folder)
-    remedy = "give a folder written by PEFT's save_pretrained for prompt tuning, or by export_peft.py"
+    remedy = "give a folder written by PEFT's save_pretrained for prompt tuning, or by tools/export_peft.py"
     try:
         config = json.loads((folder / "adapter_config.json").read_text())
     except (OSError, ValueError) as e:                       # JSON, UTF-8

@@ -42,10 +42,18 @@ class Refused(SystemExit):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are the one line of every other refusal, not a usage block."""
+    """argparse whose errors are the one line of every other refusal, not a usage block. A command in a
+    folder (python -m paper.experiments) is named as it is run."""
+
+    def __init__(self, *args, **kwargs):
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if "prog" not in kwargs and spec is not None and "." in spec.name:
+            kwargs["prog"] = f"python -m {spec.name}"
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
-        raise Refused(BAD_OPTION, f"error: {message} (see {self.prog.split()[0]} --help)")
+        words = self.prog.split()                          # less a sub-command's name (data.py check)
+        raise Refused(BAD_OPTION, f"error: {message} (see {' '.join(words[:3] if words[0] == 'python' else words[:1])} --help)")
 
 
 def command(interrupted="interrupted"):

@@ -39,7 +39,7 @@ class Config:
     lora_rank: int = opt(8, "--adapter lora: r (PEFT's default)")
     lora_alpha: float = opt(8.0, "--adapter lora: α, the update scaled by α/r (PEFT's default)")
     lora_basis: int = opt(16, "--adapter lora: m, the rank of MSF's Proj_b's last layer (N × m · m × d'_I: "
-                              "m·N numbers, under 10 % of SmolLM2-135M's and T5-base's parameters at 16)")
+                              "m·N numbers: at 16, under a tenth of SmolLM2-135M's and T5-base's parameters)")
     lora_targets: str = opt("", "--adapter lora: comma-separated names of the linear layers it adapts; empty: "
                                 "the attention's q and v (T5: q,v; decoder-only: q_proj,v_proj)")
     prompt_len: int = opt(100, "P, soft prompt length (the authors' n and Lester's default)")
@@ -161,7 +161,7 @@ class Config:
 STAGE_LR = {"pt": 0.3, "msf": 3e-3, "ist": 0.1, "reconstruct": 0.0, "ft": 1e-4, "did": 0.1, "untuned": 0.0,
             "mpt": 0.3}                                        # MPT's P*, u, v: prompts, at PT's rate
 
-# LoRA (lora_stages.py): measured on the offline world (see WORLD.md, LoRA)
+# LoRA (lora_stages.py): measured on the offline world (see world/WORLD.md, LoRA)
 LORA_LR = {"pt": 3e-3, "msf": 3e-3, "ist": 0.1}
 LORA_ONLY = ("mean", "delta-mean", "delta-mean-r", "delta-pca", "hub", "basis", "fastfood")
 

@@ -67,7 +67,7 @@ def locate(name):
 
 # T5 under SDPA merges its relative position bias (1, heads, S, S) with the padding mask (B, 1, 1, S)
 # into one (B, heads, S, S) tensor in every layer, though every layer gets the same two tensors.
-# That merge was a fifth of a small T5's multi-task step and a third of its generation (bench.py,
+# That merge was a fifth of a small T5's multi-task step and a third of its generation (tools/bench.py,
 # 2 cores); this attention does it once per forward and is otherwise transformers' own SDPA.
 # The merged mask is kept on the bias tensor itself, so it lives exactly as long as that forward's bias.
 ONE_MASK = "sdpa_one_mask"

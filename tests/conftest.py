@@ -5,9 +5,9 @@ import importlib.util
 import os
 from pathlib import Path
 
-import numerics
+from world import numerics
 
-numerics.pin()                    # before torch: the world's tests on one code path (numerics.py)
+numerics.pin()                    # before torch: the world's tests on one code path (world/numerics.py)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings
@@ -83,7 +83,7 @@ def world(tmp_path_factory):
 
 def small_world_config():
     """A world of a few tasks, a small T5 and 5 pretraining steps: the world's machinery in seconds."""
-    import world
+    from world import world
     return world.WorldConfig(items=60, tasks_per_type=4, unseen_per_type=1, test_examples=10, d_model=32,
                              pretrain_steps=5, pretrain_batch=8)
 
@@ -91,5 +91,5 @@ def small_world_config():
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
     """small_world_config()'s world, built once for every test that reads it (tests copy it to change it)."""
-    import world
+    from world import world
     return world.build(small_world_config(), tmp_path_factory.mktemp("small-world") / "world")

@@ -66,11 +66,11 @@ FILES = [
              RESTAGE, text=True),
     # the offline world: its shipped model and its built cache
     FileRead("shipped world model", "shipped/world-{key}/model/model.safetensors", ("world", "{h}/new-world-{n}"),
-             "git checkout -- shipped/"),
+             "git checkout -- world/shipped/"),
     FileRead("shipped world manifest", "shipped/world-{key}/pretraining.json", ("world", "{h}/new-world-{n}"),
-             "git checkout -- shipped/"),
+             "git checkout -- world/shipped/"),
     FileRead("world cache task file", "world/data/pick-00/pick-00_16_100_train.tsv", ("world", "{h}/world"),
-             "rm -r .*world.py --rebuild"),
-    FileRead("world cache model", "world/model/model.safetensors", ("world", "{h}/world"), "rm -r .*world.py --rebuild"),
-    FileRead("world cache manifest", "world/world.json", ("world", "{h}/world"), "rm -r .*world.py --rebuild"),
+             "rm -r .*python -m world.world --rebuild"),
+    FileRead("world cache model", "world/model/model.safetensors", ("world", "{h}/world"), "rm -r .*python -m world.world --rebuild"),
+    FileRead("world cache manifest", "world/world.json", ("world", "{h}/world"), "rm -r .*python -m world.world --rebuild"),
 ]

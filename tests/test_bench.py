@@ -1,7 +1,7 @@
-"""bench.py end to end on two tasks: both procedures run through the one loop and the report has
+"""tools/bench.py end to end on two tasks: both procedures run through the one loop and the report has
 every part, the rows sweep up to the step's 8 rows (the numbers themselves are measured by
 `make bench`, not asserted)."""
-import bench
+from tools import bench
 
 
 def test_bench_reports_the_whole_procedure_its_parts_flops_and_padding(capsys):

@@ -17,22 +17,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bench
+from tools import bench
 import cli
 import data
-import disk
+from tools import disk
 import evaluate
-import experiments
-import export_peft
-import gpucheck
-import oracle
+from paper import experiments
+from tools import export_peft
+from tools import gpucheck
+from world import oracle
 import train
-import world
+from world import world
 from test_train import args as train_args, make_world
 
-COMMANDS = {"train.py": train, "experiments.py": experiments, "data.py": data, "evaluate.py": evaluate,
-            "export_peft.py": export_peft, "world.py": world, "oracle.py": oracle, "bench.py": bench,
-            "gpucheck.py": gpucheck, "disk.py": disk}
+COMMANDS = {"train.py": train, "paper/experiments.py": experiments, "data.py": data, "evaluate.py": evaluate,
+            "tools/export_peft.py": export_peft, "world/world.py": world, "world/oracle.py": oracle, "tools/bench.py": bench,
+            "tools/gpucheck.py": gpucheck, "tools/disk.py": disk}
 NOT_WRITABLE = "/sys/kernel"          # refuses new entries even to root (a chmod'ed folder does not)
 
 
@@ -50,13 +50,13 @@ def baselines(home):
     """Each command's valid, cheap command line: what a bad value of one option is put into."""
     run = home / "runs" / "found"
     return {"train.py": train_args(home, "found", "--stage", "pt", "--steps", "10", "--keep-checkpoints"),
-            "experiments.py": ["--run", str(run)],
+            "paper/experiments.py": ["--run", str(run)],
             "data.py": ["check", "--data-dir", str(home / "data"), "--split", str(home / "split.txt"),
                         "--tasks-file", str(home / "tasks.txt")],
             "evaluate.py": ["compare", str(run / "pt-s100-default")],
-            "export_peft.py": ["--from", str(run / "prompts-s100"), "--out", str(home / "adapters")],
-            "world.py": ["--root", str(home / "a-world")], "oracle.py": [], "bench.py": [],
-            "gpucheck.py": ["--out", str(home / "gpu")], "disk.py": []}
+            "tools/export_peft.py": ["--from", str(run / "prompts-s100"), "--out", str(home / "adapters")],
+            "world/world.py": ["--root", str(home / "a-world")], "world/oracle.py": [], "tools/bench.py": [],
+            "tools/gpucheck.py": ["--out", str(home / "gpu")], "tools/disk.py": []}
 
 
 class Caught(Exception):
@@ -172,11 +172,11 @@ def test_every_command_and_option_is_reached():
 
 
 @pytest.mark.parametrize("argv, status, says", [
-    (["experiments.py", "--splits", "randm"], 2, r"--splits takes comma-separated split names of .*random"),
-    (["experiments.py", "--data-dir", "/no/such/folder", "--model", "m"], 2, r"--data-dir /no/such/folder is not a folder"),
-    (["experiments.py", "--dims", "0,2"], 2, r"--dims takes comma-separated whole numbers ≥ 1, got '0,2'"),
-    (["experiments.py", "--pt-steps", "-5"], 2, r"--pt-steps takes a number ≥ 1, got -5"),
-    (["experiments.py", "--train-args", "--stage pq"], 2, r"--train-args '--stage pq': unknown --stage 'pq'"),
+    (["paper/experiments.py", "--splits", "randm"], 2, r"--splits takes comma-separated split names of .*random"),
+    (["paper/experiments.py", "--data-dir", "/no/such/folder", "--model", "m"], 2, r"--data-dir /no/such/folder is not a folder"),
+    (["paper/experiments.py", "--dims", "0,2"], 2, r"--dims takes comma-separated whole numbers ≥ 1, got '0,2'"),
+    (["paper/experiments.py", "--pt-steps", "-5"], 2, r"--pt-steps takes a number ≥ 1, got -5"),
+    (["paper/experiments.py", "--train-args", "--stage pq"], 2, r"--train-args '--stage pq': unknown --stage 'pq'"),
     (["train.py", "--run", "A_FILE"], 2, r"--run \S+a-file.txt is a file, not a folder"),
     (["train.py", "--run", NOT_WRITABLE + "/ipt"], 2, r"--run /sys/kernel/ipt: /sys/kernel is not a writable folder"),
     (["evaluate.py", "compare", "/no/such/results.tsv"], 1, r"no results.tsv at /no/such/results.tsv"),
@@ -200,12 +200,26 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
         data.main(["check", "--data-dir", ".", "--split", "random"])
 
 
+def as_run(name):
+    """How the README runs a command: a file at the root by its name, one in a folder as a module."""
+    return [name] if "/" not in name else ["-m", name.removesuffix(".py").replace("/", ".")]
+
+
+def test_every_entry_point_answers_help_as_the_readme_runs_it():
+    """A moved or renamed command cannot break silently: each one, run as a program, prints its usage."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in COMMANDS:
+        r = subprocess.run([sys.executable, *as_run(name), "--help"], cwd=root, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.startswith("usage:"), (name, r.stderr[-500:])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_a_command_run_as_a_program_ends_a_bad_option_in_one_line_and_status_2(name, tmp_path):
     """The same contract at the process's edge: what the shell sees, for every entry point."""
-    r = subprocess.run([sys.executable, name, *(["check"] if name == "data.py" else ["compare"] if name == "evaluate.py"
-                                                else []), "--no-such-option", "1"],
+    program = as_run(name)
+    r = subprocess.run([sys.executable, *program, *(["check"] if name == "data.py" else ["compare"] if name == "evaluate.py"
+                                                    else []), "--no-such-option", "1"],
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
-    assert f"(see {name} --help)" in r.stderr
+    assert f"(see {' '.join(['python', *program]) if '/' in name else name} --help)" in r.stderr

@@ -1,8 +1,8 @@
-"""disk.py on the tiny shape: a finished fine-tuning task keeps its checkpoints only when asked,
+"""tools/disk.py on the tiny shape: a finished fine-tuning task keeps its checkpoints only when asked,
 and they hold 16 bytes a parameter, twice (the evaluation before kept as a way back)."""
 import pytest
 
-import disk
+from tools import disk
 
 
 @pytest.mark.slow

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import data
-import experiments
-import report
-import world
-import results
+from paper import experiments
+from paper import report
+from world import world
+from runner import results
 import stages
 import train
 from conftest import REAL, needs
@@ -182,10 +182,10 @@ def test_make_paper_passes_a_world_variant_to_the_runner(monkeypatch, tmp_path):
     line = subprocess.run(["make", "-n", "-s", "paper", "WORLD=pretrain_noise=0.5 tasks_per_type=24"], text=True,
                           capture_output=True, check=True, cwd=experiments.data.HERE).stdout.strip().splitlines()[-1]
     argv = shlex.split(line)
-    assert argv[1] == "experiments.py"
+    assert argv[1:3] == ["-m", "paper.experiments"]
     built = []
     monkeypatch.setattr(world, "build", fake_build(built, tmp_path))
-    experiments.parse_args(argv[2:])
+    experiments.parse_args(argv[3:])
     assert built == [world.WorldConfig(pretrain_noise=0.5, tasks_per_type=24)]
 
 

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 import cli
 import evaluate
-import export_peft
+from tools import export_peft
 import plm
 import train
-import world
-import world_cache
+from world import world
+from world import world_cache
 from conftest import CI, installed, small_world_config
 from files_read import FILES
 from test_cli import holds_the_contract
@@ -47,7 +47,7 @@ class Command:
 
 @cli.command()
 def world_main(root):
-    """world.py's own path to build(): SMALL's world (its tests' size) under root."""
+    """world/world.py's own path to build(): SMALL's world (its tests' size) under root."""
     print(world.build(SMALL, root))
 
 

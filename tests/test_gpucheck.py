@@ -1,10 +1,10 @@
-"""gpucheck.py, the device check, on a CPU and a tiny shape: every part is written, and each
+"""tools/gpucheck.py, the device check, on a CPU and a tiny shape: every part is written, and each
 optimisation that train.py applies computes the unoptimised step's loss and gradients exactly."""
 import json
 
 import pytest
 
-import gpucheck
+from tools import gpucheck
 
 
 @pytest.mark.slow

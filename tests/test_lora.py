@@ -11,13 +11,13 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import experiments
+from paper import experiments
 import ipt
 import lora
 import lora_stages
-import lora_study
+from beyond import lora_study
 import lora_subspaces
-import report
+from paper import report
 import train
 from conftest import installed
 from test_experiments import toy, toy_args  # noqa: F401 (a fixture)
@@ -290,7 +290,7 @@ def test_pt_starts_from_peft_lora_adapters(lora_run, world, t5):
 # --- the study: its plan, its knee, its report ---------------------------------------------------
 
 def test_a_knee_is_the_last_real_step_larger_than_every_step_after_it():
-    # the measured curves (WORLD.md): prompt IST, random split, knee at its planted 4 and not at 2
+    # the measured curves (world/WORLD.md): prompt IST, random split, knee at its planted 4 and not at 2
     assert lora_study.knee([1, 2, 3, 4, 6], [0.38, 0.76, 0.90, 0.99, 0.98]) == pytest.approx((4, 0.09, -0.01))
     assert lora_study.knee([1, 2, 3, 4, 6], [0.1, 0.2, 0.8, 0.82, 0.84]) == pytest.approx((3, 0.6, 0.02))
     assert lora_study.knee([1, 2, 3, 4], [0.1, 0.3, 0.5, 0.7]) == pytest.approx((4, 0.2, 0.0))   # still rising

@@ -1,4 +1,4 @@
-"""Pinned CPU numerics (numerics.py). What holds, and so what is tested: the same bits on one machine
+"""Pinned CPU numerics (world/numerics.py). What holds, and so what is tested: the same bits on one machine
 (the same command twice; a resumed run as an uninterrupted one: tests/test_train.py, test_faults.py),
 and the pin in effect. The same bits across machines hold only among CPUs of one vendor under the pin
 (MKL's reproducible branch and oneDNN's kernels differ between vendors: ../shared/repro/machines.md),
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-import numerics
+from world import numerics
 import train
-import world
+from world import world
 from conftest import REAL, needs
 
 HERE = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_a_short_world_run_computes_the_same_bits_twice(tmp_path):
 
 
 def probe():
-    out = subprocess.run([sys.executable, "-c", f"import numerics; numerics.pin(); exec(open({str(PROBE)!r}).read())"],
+    out = subprocess.run([sys.executable, "-c", f"from world import numerics; numerics.pin(); exec(open({str(PROBE)!r}).read())"],
                          cwd=HERE, env={**unpinned_env(), "IPT_NUMERICS": "pinned"}, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] == str(numerics.THREADS), out
@@ -93,28 +93,29 @@ def run_python(code, **env):
 
 
 def test_the_pin_reaches_torch_and_says_so():
-    r = run_python("import numerics; numerics.pin(); import torch, numerics as n; print(n.state())")
+    r = run_python("from world import numerics; numerics.pin(); import torch; from world import numerics as n; print(n.state())")
     assert r.returncode == 0 and r.stdout.startswith("pinned CPU numerics: ATen AVX2, oneDNN AVX2, MKL AVX2,STRICT, "
                                                      f"{numerics.THREADS} threads"), r.stdout + r.stderr
 
 
 def test_torch_loaded_first_is_said_never_run_silently_unpinned():
-    r = run_python("import torch, numerics; numerics.pin(); print(numerics.state())")
+    r = run_python("import torch; from world import numerics; numerics.pin(); print(numerics.state())")
     assert "torch was imported before numerics.pin()" in r.stderr and r.stdout.startswith("native"), r.stdout + r.stderr
 
 
 def test_the_choice_is_the_environments_then_the_entry_points():
-    assert run_python("import numerics; numerics.pin(); import numerics as n; print(n.state())",
+    assert run_python("from world import numerics; numerics.pin(); from world import numerics as n; print(n.state())",
                       IPT_NUMERICS="native").stdout.startswith("native")
-    assert run_python("import numerics; numerics.pin(default=False); print(numerics.state())").stdout.startswith("native")
-    r = run_python("import numerics; numerics.pin()", IPT_NUMERICS="fast")
+    assert run_python("from world import numerics; numerics.pin(default=False); print(numerics.state())").stdout.startswith("native")
+    r = run_python("from world import numerics; numerics.pin()", IPT_NUMERICS="fast")
     assert r.returncode == 1 and r.stderr.strip() == "error: IPT_NUMERICS is pinned or native, got 'fast'"
 
 
 def test_the_runner_pins_the_world_and_leaves_real_data_alone(tmp_path):
-    """experiments.py decides before torch loads, from its command line."""
+    """paper/experiments.py decides before torch loads, from its command line."""
     for args, expected in ((["--help"], "pinned"), (["--data-dir", str(tmp_path), "--help"], "native")):
-        code = (f"import sys, runpy, numerics\nsys.argv = ['experiments.py', *{args!r}]\n"
-                "try: runpy.run_path('experiments.py', run_name='__main__')\nexcept SystemExit: print(numerics.state())")
+        code = (f"import sys, runpy\nfrom world import numerics\nsys.argv = ['paper/experiments.py', *{args!r}]\n"
+                "try: runpy.run_module('paper.experiments', run_name='__main__', alter_sys=True)\n"
+                "except SystemExit: print(numerics.state())")
         r = run_python(code)
         assert r.stdout.splitlines()[-1].startswith(expected), (args, r.stdout, r.stderr)

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import checkpoint
-import oracle
-import pretraining
-import world
+from world import oracle
+from world import pretraining
+from world import world
 from test_world import SMALL
 
 

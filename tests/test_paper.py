@@ -9,8 +9,8 @@ paper`, in two parts sharing one run folder:
   ANALYSES  §4.3 on top: Fig. 5 at 5 % and 25 % of the training tasks, Fig. 6 on 2K shots, Table 4 over
             3 seeds, all at the random split's 4; DID on four held-out tasks.
 
-Margins. No CPU family computes another's bits (numerics.py), so every effect asserted here must hold on
-every draw of the arithmetic measured, with a margin. The draws (E_rel^PT; WORLD.md, v10's bands): on an
+Margins. No CPU family computes another's bits (world/numerics.py), so every effect asserted here must hold on
+every draw of the arithmetic measured, with a margin. The draws (E_rel^PT; world/WORLD.md, v10's bands): on an
 AMD EPYC with AVX-512 (2026-12-04) A pinned (the AMD reference: what every AMD CPU computes under the
 pin), B native (AVX-512), C ATen default (scalar), D MKL_CBWR=COMPATIBLE; on an AVX2-only AMD EPYC
 (2026-12-05, 1 thread) C' and D', the same two variants again; and I, an Intel Xeon with AMX under the
@@ -52,8 +52,8 @@ from pathlib import Path
 import pytest
 
 import evaluate
-import experiments
-import numerics
+from paper import experiments
+from world import numerics
 import train
 
 FIG3 = ["--dims", "2,3,4,5", "--split-dims", "random=3,4,5", "--split-dims", "non-cls=2,3,4",
@@ -198,7 +198,7 @@ def readme_tables():
 @pytest.mark.slow
 def test_this_machines_world_falls_within_the_readmes_bands(fig3):
     """Every README world cell is `value (low–high)`: the AMD reference's value under the pin, and its band
-    over every draw of the arithmetic measured (WORLD.md, v10's bands). This machine is one more draw:
+    over every draw of the arithmetic measured (world/WORLD.md, v10's bands). This machine is one more draw:
     each cell this grid computes must lie within its band, give or take MARGIN (above)."""
     cells = readme_tables()
     got = {(r["cell"].split, r["cell"].challenge, r["cell"].dim): r["E_rel_PT"] for r in fig3["rows"]}
@@ -210,4 +210,4 @@ def test_this_machines_world_falls_within_the_readmes_bands(fig3):
     outside = {key: (round(got[key], 3), cells[key][1:]) for key in checked
                if not cells[key][1] - MARGIN <= got[key] <= cells[key][2] + MARGIN}
     assert not outside, (f"{numerics.state()}: outside the README's bands by more than {MARGIN}: {outside}; "
-                         "a new draw of the arithmetic (WORLD.md: how to add it to the bands)")
+                         "a new draw of the arithmetic (world/WORLD.md: how to add it to the bands)")

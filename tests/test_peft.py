@@ -48,7 +48,7 @@ def test_t5_prompt_in_peft_gives_our_logits_and_generations(t5, tmp_path):
 
 def test_llama_prompt_in_peft_gives_our_target_losses_and_uncached_generations(llama, tmp_path):
     """Unpadded rows (PEFT pads nothing of its own): [P; x; y], the loss of each y token. PEFT's
-    cached generate re-adds the prompt each step (the caveat in export_peft.py): uncached it is ours."""
+    cached generate re-adds the prompt each step (the caveat in tools/export_peft.py): uncached it is ours."""
     prompt = torch.randn(P, H)
     ids, _, labels = rows()
     mask = torch.ones_like(ids)
@@ -88,7 +88,7 @@ def test_what_is_not_a_prompt_adapter_is_named(tmp_path):
 def test_exported_prompts_start_prompt_tuning_where_they_left_off(world, tmp_path):
     """PT → export_peft → PT --init-from-peft: the second run's first dev scores are the first
     run's best (same prompts, evaluated before any step would be a different test)."""
-    import export_peft
+    from tools import export_peft
     train.main(args(world, "peft", "--stage", "pt", "--tasks-from", "test", steps=20))
     export_peft.main(["--from", str(world / "runs" / "peft" / "prompts-s100"), "--out", str(tmp_path / "ad")])
     stored = checkpoint.load(world / "runs" / "peft" / "prompts-s100" / "second-word.safetensors")[0]["prompt"]
@@ -103,7 +103,7 @@ def test_exported_prompts_start_prompt_tuning_where_they_left_off(world, tmp_pat
 @pytest.mark.slow
 def test_an_ist_solution_exports_as_its_prompt(world, tmp_path):
     """export_peft --from <IST folder>: the adapter holds Proj_b(z) of the task's best z."""
-    import export_peft
+    from tools import export_peft
     import stages
     for stage in ("pt", "msf", "ist"):
         train.main(args(world, "peft-ist", "--stage", stage, steps=10))

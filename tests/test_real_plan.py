@@ -4,7 +4,7 @@ and the whole plan — three splits, the d_I sweep, Table 4 with stage two and S
 similarity map, the LoRA study — end to end on a tiny random Llama over real CrossFit files."""
 import pytest
 
-import experiments
+from paper import experiments
 import data
 import train
 from conftest import REAL, needs, tiny_llama

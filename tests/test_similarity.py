@@ -1,11 +1,11 @@
-"""similarity.py: the cosine matrix, and the block score on hand-made z with known blocks."""
+"""beyond/similarity.py: the cosine matrix, and the block score on hand-made z with known blocks."""
 import math
 
 import pytest
 import torch
 from hypothesis import given, strategies as st
 
-import similarity
+from beyond import similarity
 
 
 def test_block_score_of_known_blocks():

@@ -11,9 +11,9 @@ import torch
 
 import checkpoint
 import data
-import pretraining
-import world
-import world_cache
+from world import pretraining
+from world import world
+from world import world_cache
 from conftest import small_world_config
 
 SMALL = small_world_config()

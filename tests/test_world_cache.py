@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import checkpoint
-import pretraining
-import world
-import world_cache
+from world import pretraining
+from world import world
+from world import world_cache
 from conftest import small_world_config
 
 SMALL = small_world_config()
@@ -25,7 +25,7 @@ SMALL_ARGS = [a for k in ("items", "tasks_per_type", "unseen_per_type", "test_ex
 
 
 def world_py(root, *extra):
-    return subprocess.Popen([sys.executable, "world.py", "--root", str(root), *SMALL_ARGS, *extra], cwd=HERE,
+    return subprocess.Popen([sys.executable, "-m", "world.world", "--root", str(root), *SMALL_ARGS, *extra], cwd=HERE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -50,7 +50,7 @@ def test_commands_at_once_build_one_world_the_others_wait_and_read_it(tmp_path):
 
 
 def until_waiting(process):
-    """What a world.py printed up to its "waiting for" line (or its end)."""
+    """What a world/world.py printed up to its "waiting for" line (or its end)."""
     lines = []
     while not lines or not ("waiting for" in lines[-1] or lines[-1] == ""):
         lines.append(process.stdout.readline())
@@ -112,7 +112,7 @@ def test_a_cache_that_does_not_match_its_world_json_is_refused_naming_the_fix(ca
     target = {"a task file": next((cached / "data").rglob("*.tsv")), "the model": cached / "model" / "model.safetensors",
               "world.json": cached / "world.json"}[damage]
     target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 3])
-    with pytest.raises(world_cache.WorldError, match=f"rm -r {cached}.*world.py --rebuild"):
+    with pytest.raises(world_cache.WorldError, match=f"rm -r {cached}.*python -m world.world --rebuild"):
         world.build(SMALL, cached)
 
 
@@ -122,7 +122,7 @@ def test_a_damaged_shipped_model_is_named_never_retrained_over(tmp_path, monkeyp
     weights = out / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     monkeypatch.setattr(pretraining, "pretrain", lambda *a: pytest.fail("retrained over a damaged shipped model"))
-    with pytest.raises(world_cache.WorldError, match=f"{weights} is damaged.*git checkout -- shipped/"):
+    with pytest.raises(world_cache.WorldError, match=f"{weights} is damaged.*git checkout -- world/shipped/"):
         world.build(SMALL, tmp_path / "new")
     assert not (tmp_path / "new").exists()
 

@@ -3,8 +3,8 @@ What the runs found, read back from the stage folders (results.tsv, metrics.json
 into numbers: every cell of the paper's figures and tables (E_abs, E_rel against PT and against
 fine-tuning, over how many tasks), Table 4's spread over runs, each stage's time per step, and the
 analyses of the intrinsic vectors (PCA, how well they separate kinds and categories). Nothing is
-kept from the runs themselves, so the report can be redrawn at any time. figures.py draws these
-numbers; report.py writes them out.
+kept from the runs themselves, so the report can be redrawn at any time. runner/figures.py draws these
+numbers; paper/report.py writes them out.
 """
 import json
 import math

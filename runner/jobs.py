@@ -1,5 +1,5 @@
 """
-The pieces of a plan (experiments.py): a Job is one train.py stage (its arguments, its folder, the tasks
+The pieces of a plan (paper/experiments.py): a Job is one train.py stage (its arguments, its folder, the tasks
 it trains), a Cell one number of a figure or table (which jobs' scores, over which tasks), a Plan the
 jobs in the order they run and the cells the report draws from them.
 """

@@ -1,5 +1,5 @@
 """
-The plan's comparisons beyond the paper (experiments.py calls these as it plans each split and each
+The plan's comparisons beyond the paper (paper/experiments.py calls these as it plans each split and each
 of Table 4's runs): the stages they add and the cells the report draws from them.
 
   linear    <split>/ist-pca-d<d>-…/          IST through the training prompts' linear span (prompt_subspaces.py)
@@ -12,7 +12,7 @@ of Table 4's runs): the stages they add and the cells the report draws from them
 """
 from pathlib import Path
 
-from jobs import Cell, heldout_label
+from runner.jobs import Cell, heldout_label
 
 
 def held_sections(sections):

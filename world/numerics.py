@@ -2,7 +2,7 @@
 CPUs of one vendor; across vendors, another draw of the world's numbers within the README's bands.
 
 Few-shot training amplifies the last bit of every kernel (a difference grows about tenfold every four
-PT steps, WORLD.md), so each code path draws its own world from the same shipped weights. The pin
+PT steps, world/WORLD.md), so each code path draws its own world from the same shipped weights. The pin
 chooses one path wherever a library offers the choice:
 
   ONEDNN_MAX_CPU_ISA=AVX2   oneDNN's kernels (GELU) on their AVX2 code;
@@ -10,16 +10,16 @@ chooses one path wherever a library offers the choice:
   MKL_CBWR=AVX2,STRICT      MKL's reproducible AVX2 branch (matmul, exp, log, tanh), whatever the alignment;
   2 threads                 a reduction split in two is summed in another order than in one or four.
 
-What that buys, measured (WORLD.md, ../shared/repro/machines.md): AMD EPYCs with AVX2 only and with
+What that buys, measured (world/WORLD.md, ../shared/repro/machines.md): AMD EPYCs with AVX2 only and with
 AVX-512 compute the same bits under it, so a machine's results can be compared with its vendor's
 reference. What it cannot buy: MKL keeps its reproducible branch on Intel CPUs only (elsewhere it falls
 back to its own choice), oneDNN promises nothing across CPUs, and an Intel Xeon computes other bits under
 every one of 30 settings, even in float64 after 120 steps. So the tests compare a machine only with
 itself, and the README gives each world number with its band over the draws. It costs nothing
-measurable on 2 cores (BENCH.md).
+measurable on 2 cores (tools/BENCH.md).
 
 All of them are read when torch loads or first computes, so `pin()` must run before `import torch`:
-world.py, oracle.py, experiments.py on the world and tests/conftest.py call it first. Real models and
+world/world.py, world/oracle.py, paper/experiments.py on the world and tests/conftest.py call it first. Real models and
 GPUs are left alone unless IPT_NUMERICS=pinned; IPT_NUMERICS=native leaves the world unpinned too.
 `state()` says what a run got, never guessing.
 """

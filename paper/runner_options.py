@@ -1,4 +1,4 @@
-"""The runner's options (experiments.py): each checked, in the order a user would fix them, before a
+"""The runner's options (paper/experiments.py): each checked, in the order a user would fix them, before a
 world is built, a file read or a stage planned; then what they leave to defaults (a preset's, the
 data's) and the d_I of each split and analysis."""
 import argparse
@@ -10,7 +10,7 @@ import cli
 import config
 import data
 import plm
-import world
+from world import world
 
 SPLITS = ("random", "non-cls", "cls")                 # the paper's Fig. 3 order: (a, b), (c, d), (e, f)
 
@@ -23,7 +23,7 @@ SPLITS = ("random", "non-cls", "cls")                 # the paper's Fig. 3 order
 # rank classification (--eval both): the instruct model answers in sentences. `--stop-after` cuts it
 # into pieces that fit a device command; `--splits cls-small --dims 1,3,5` runs on a CPU. A decoder-only
 # model's embeddings are small (|e| ~ 1, T5's ~ 10^2), so PT steps at 0.03 from sampled vocabulary. The LoRA
-# study (lora_study.py) runs beside it on every split: a LoRA on q_proj, v_proj of each task, MSF and IST over them.
+# study (beyond/lora_study.py) runs beside it on every split: a LoRA on q_proj, v_proj of each task, MSF and IST over them.
 REAL = {"data_dir": str(data.HERE.parent / "shared" / "data" / "crossfit"), "model": "smollm2", "run": "runs/smollm2",
         "splits": "random,non-cls,cls", "dims": "1,3,5,10,25", "prompt_len": 20, "eval_every": 50, "ft": False,
         "allow_missing": True, "pt_lr": 0.03, "fractions": "none", "did_dims": "none", "lora": True}
@@ -38,7 +38,7 @@ def parser(description=""):
     p.add_argument("--tasks-file", default="", help="task table (default: the world's, or tasks.txt)")
     p.add_argument("--splits-dir", default="", help="folder of split files (default: the world's, or splits/)")
     p.add_argument("--model", default="", help="T5 name or folder (default: the world's model)")
-    p.add_argument("--world-seed", type=int, default=0, help="another draw of the offline world (world.py --seed)")
+    p.add_argument("--world-seed", type=int, default=0, help="another draw of the offline world (world/world.py --seed)")
     world.add_variant_argument(p)
     p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: random, non-cls, cls")
     p.add_argument("--dims", default="", help="the d_I sweep (default 1,2,3,4,5,6,8 on the world; 1,5,10,25,50,100 on real data)")
@@ -80,7 +80,7 @@ def parser(description=""):
     p.add_argument("--pca-dim", type=int, default=0, help="Fig. 4's d_I, of the sweep (default: the random split's "
                                                           "planted d on the world, where the two components drawn "
                                                           "separate the kinds; 10 on real data)")
-    p.add_argument("--lora", action="store_true", help="beyond the paper: the LoRA study (lora_study.py): LoRA-PT, "
+    p.add_argument("--lora", action="store_true", help="beyond the paper: the LoRA study (beyond/lora_study.py): LoRA-PT, "
                                                        "MSF and IST over LoRAs and their baselines (make lora)")
     p.add_argument("--lora-splits", default="", help="the LoRA study's splits, of --splits (default: all of them)")
     p.add_argument("--lora-dims", default="", help="the LoRA study's d_I, of the sweep (default: all of it)")
@@ -190,7 +190,7 @@ def source(args, p):
     args.data_dir, args.model = str(root / "data"), args.model or str(root / "model")
     args.tasks_file, args.splits_dir = str(root / "tasks.txt"), args.splits_dir or str(root / "splits")
     args.source = f"the offline world (seed {cfg.seed}; d* = {cfg.dim} per kind{''.join('; ' + w for w in args.world)})"
-    # see world.py: a kind's d*; the random split also needs the kind, one direction more
+    # see world/world.py: a kind's d*; the random split also needs the kind, one direction more
     args.planted = {"random": cfg.dim + 1, "cls": cfg.dim, "non-cls": cfg.dim}
     args.dims = args.dims or "1,2,3,4,5,6,8"
     args.prompt_len = args.prompt_len or cfg.prompt_len

@@ -8,17 +8,17 @@ what later stages read (prompts, the autoencoder, z) is written apart.
 Measured: one fine-tuning task of a frozen model of the T5-base shape (random weights; the bytes
 do not depend on the values), two evaluations, with and without --keep-checkpoints.
 
-    python disk.py                 # T5-base shape (about 3 minutes and 8 GB of scratch on a CPU)
-    python disk.py --shape tiny
+    python -m tools.disk                 # T5-base shape (about 3 minutes and 8 GB of scratch on a CPU)
+    python -m tools.disk --shape tiny
 """
 import argparse
 import tempfile
 from pathlib import Path
 
-import bench
+from tools import bench
 import cli
 import train
-import world
+from world import world
 
 
 def folder_bytes(path):

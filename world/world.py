@@ -20,7 +20,7 @@ cross-attention does not see. With two colours and any three items, a prompt tha
 of θ still named the right colour three times in four: the random subspace reached 0.95 of PT;
 with three colours, 0.8.)
 
-The "pretrained" model (pretraining.py) is a tiny T5 trained on a fresh (type, θ) every example with the
+The "pretrained" model (world/pretraining.py) is a tiny T5 trained on a fresh (type, θ) every example with the
 task given explicitly: P conditioning vectors, a linear map of θ of the type's own, prepended like a prompt.
 Like a real PLM it then does any task of the family when conditioned right, and prompt tuning has
 to find that conditioning from K examples. What each experiment should show follows from that:
@@ -36,7 +36,7 @@ to find that conditioning from K examples. What each experiment should show foll
     the two kinds lie apart.
 (World v6 named the type in the input, "pick: w1 …": then the kind needed no direction of the
 prompt, the random split's knee sat at d*, and Fig. 4 did not separate cls from non-cls.)
-oracle.py measures the first point directly: IST through this conditioner on a d-dimensional plane
+world/oracle.py measures the first point directly: IST through this conditioner on a d-dimensional plane
 of θ, the knee a perfect MSF would find (on v7: colour 0.66 → 0.98, pick 0.77 → 0.96 of the true
 θ's score at d = 2 → 3), and how much of PT's prompts lies in the conditioning directions. World
 v7 pretrained without noise: PT's prompts then lay almost wholly outside those directions (2.4 %
@@ -44,14 +44,14 @@ for colour, 3.3 % for pick), MSF learnt its subspace from that noise, and the me
 soft on one machine and gone on another. v8 pretrains with noise outside the kind's conditioning
 directions (pretrain_noise), so the model reads a prompt only along them and PT lands nearer them
 (3–12 %), and trains MSF on 32 tasks a kind instead of 16: the knees then hold on both machines
-measured, at the cost of some of §4.3's effects (WORLD.md).
+measured, at the cost of some of §4.3's effects (world/WORLD.md).
 
 Everything is deterministic from WorldConfig and cached.
 
-    python world.py [--root cache/world]      # build (or reuse) and print the pretraining report
-    python world.py --rebuild [--ship]        # pretrain here instead of using shipped/ (and ship the result)
-    python world.py --seed 1                  # another draw of the same world: which effects are robust
-    python world.py --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # v7
+    python -m world.world [--root cache/world]      # build (or reuse) and print the pretraining report
+    python -m world.world --rebuild [--ship]        # pretrain here instead of using world/shipped/ (and ship the result)
+    python -m world.world --seed 1                  # another draw of the same world: which effects are robust
+    python -m world.world --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # v7
 """
 import argparse
 import hashlib
@@ -62,16 +62,16 @@ import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numerics
+from world import numerics
 
-numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (numerics.py)
+numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (world/numerics.py)
 import torch  # noqa: E402
 
 import checkpoint
 import cli
 import data
-import pretraining
-import world_cache
+from world import pretraining
+from world import world_cache
 
 TYPES = ("pick", "colour")
 METRIC = {"pick": "EM", "colour": "ACC"}
@@ -87,7 +87,7 @@ FRACTIONS = (5, 25, 50, 75)
 @dataclass(frozen=True)
 class WorldConfig:
     version: int = 10                 # bump when the generator or a default changes: part of the cache key
-                                      # (9: v8's construction, its pretrained model shipped in shipped/;
+                                      # (9: v8's construction, its pretrained model shipped in world/shipped/;
                                       # 10: v9 and a random_5 split, 3 training tasks: Fig. 5's low end)
     seed: int = 0
     dim: int = 3                      # d*, the planted intrinsic dimension of one kind
@@ -107,7 +107,7 @@ class WorldConfig:
     pretrain_lr: float = 1e-3         # 2e-3 and 3e-3 trained worse (world v2: pick 0.56, 0.37 at 3000 steps)
     pretrain_noise: float = 1.0       # σ of noise added outside the kind's conditioning directions, × the
                                       # conditioning's rms: the model learns to read a prompt only along them,
-                                      # so prompt tuning lands nearer them (0: world v7, WORLD.md)
+                                      # so prompt tuning lands nearer them (0: world v7, world/WORLD.md)
 
     def key(self):
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -202,7 +202,7 @@ class World:
 # minutes on 2 cores, and CPUs of different kinds build bit-different models from the same seed
 # (and with them different knees), so every machine starts from these weights. A variant, another
 # draw, or --rebuild pretrains its own.
-SHIPPED = data.HERE / "shipped"
+SHIPPED = Path(__file__).parent / "shipped"
 
 
 def folder(cfg):
@@ -225,7 +225,7 @@ def build(cfg=WorldConfig(), root=None, rebuild=False):
         return world_cache.verified(root)
     if root.exists() and any(root.iterdir()) and not rebuild:    # never published so: a partial copy
         raise world_cache.WorldError(f"{root / 'world.json'}: missing from a world folder that holds files (a partial "
-                                     f"copy): delete it (rm -r {root}) and run again, or python world.py --rebuild")
+                                     f"copy): delete it (rm -r {root}) and run again, or python -m world.world --rebuild")
     source = None if rebuild else shipped(cfg)                    # damaged: said before any wait
     with checkpoint.Building(root) as building:
         if (root / "world.json").is_file() and not rebuild:  # built by another command while this one waited
@@ -247,9 +247,9 @@ def build(cfg=WorldConfig(), root=None, rebuild=False):
         written = world_cache.data_hash(tmp)
         if source and written != report["data"]:
             # The task files are a pure function of the config, written privately: only the generator can differ.
-            print(f"warning: this checkout's world.py wrote other task files (data {written}) than those the shipped "
-                  f"model was built beside ({report['data']}): world.py or torch's generator changed since it was "
-                  "shipped; its numbers will differ from the README's (a maintainer: python world.py --rebuild --ship)")
+            print(f"warning: this checkout's world/world.py wrote other task files (data {written}) than those the shipped "
+                  f"model was built beside ({report['data']}): world/world.py or torch's generator changed since it was "
+                  "shipped; its numbers will differ from the README's (a maintainer: python -m world.world --rebuild --ship)")
         report |= {"data": written, "sha256": world_cache.model_hashes(tmp), "files": world_cache.file_hashes(tmp)}
         (tmp / "world.json").write_text(json.dumps({"config": asdict(cfg), "pretraining": report,
                                                     "tasks": {n: {"type": k, "category": c, "theta": th.tolist()}
@@ -324,7 +324,7 @@ def write_file(path, examples):
 
 
 def add_variant_argument(p):
-    """--world FIELD=VALUE (repeatable), for world.py, experiments.py and oracle.py alike."""
+    """--world FIELD=VALUE (repeatable), for world/world.py, paper/experiments.py and world/oracle.py alike."""
     p.add_argument("--world", action="append", default=[], metavar="FIELD=VALUE",
                    help="a variant of the offline world: one WorldConfig field (repeatable), e.g. pretrain_noise=0")
 
@@ -343,14 +343,14 @@ def main(argv=None):
     p.add_argument("--root", help="where to build it (default cache/world-<config hash>)")
     p.add_argument("--seed", type=int, default=WorldConfig.seed, help="another draw of items, θ and pretraining")
     p.add_argument("--rebuild", action="store_true", help="pretrain the model here even when the repository ships it")
-    p.add_argument("--ship", action="store_true", help="copy the built model into shipped/ (maintainers: after "
+    p.add_argument("--ship", action="store_true", help="copy the built model into world/shipped/ (maintainers: after "
                                                        "a change to the default world)")
     add_variant_argument(p)
     args = p.parse_args(argv)
     cfg = variant_config(p, args.world, args.seed)
     cli.at_least(p, args, {"--seed": 0})
     if args.ship and args.root:
-        p.error("--ship copies the default folder's model into shipped/: leave out --root")
+        p.error("--ship copies the default folder's model into world/shipped/: leave out --root")
     if args.root:
         cli.folder_option("--root", args.root, must_exist=False, writable=True)
     cli.checked()

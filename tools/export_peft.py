@@ -1,8 +1,8 @@
 """
 Export prompts as PEFT prompt-tuning adapters: a PT prompt, or an IST solution Proj_b(z), per task.
 
-    python export_peft.py --from runs/demo/prompts-s100 --out adapters            # PT, every task
-    python export_peft.py --from runs/demo/random/ist-d4-s100-train+test --task pick-07 --out a   # IST
+    python -m tools.export_peft --from runs/demo/prompts-s100 --out adapters            # PT, every task
+    python -m tools.export_peft --from runs/demo/random/ist-d4-s100-train+test --task pick-07 --out a   # IST
 
 writes <out>/<task>/adapter_config.json + adapter_model.safetensors, which load with
     PeftModel.from_pretrained(model, "<out>/<task>")

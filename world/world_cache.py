@@ -1,6 +1,6 @@
 """The world's files on disk, verified: the shipped pretrained model against the checksums it ships
 with, and a built world (cache/world-<key>) against its own world.json, so that a damaged or mixed
-copy is named with what to do instead of being used or silently retrained over. world.py builds."""
+copy is named with what to do instead of being used or silently retrained over. world/world.py builds."""
 import hashlib
 import json
 
@@ -12,17 +12,17 @@ class WorldError(cli.UserError):
 
 
 def shipped(root):
-    """A shipped pretrained model's folder (shipped/world-<key>), verified against its checksums, or
+    """A shipped pretrained model's folder (world/shipped/world-<key>), verified against its checksums, or
     None when the repository ships none for that world."""
     if not root.exists():
         return None
-    report = read_json(root / "pretraining.json", "restore it: git checkout -- shipped/")
+    report = read_json(root / "pretraining.json", "restore it: git checkout -- world/shipped/")
     damaged = [name for name, digest in report.get("sha256", {}).items()
                if not (root / name).is_file() or file_hash(root / name) != digest]
     if damaged or "sha256" not in report:
         raise WorldError(f"{root / (damaged[0] if damaged else 'pretraining.json')} is damaged or missing (not the "
-                         "shipped checksum): restore it with git checkout -- shipped/, or pretrain the model here "
-                         "with python world.py --rebuild (7 min; other numbers than the README's)")
+                         "shipped checksum): restore it with git checkout -- world/shipped/, or pretrain the model here "
+                         "with python -m world.world --rebuild (7 min; other numbers than the README's)")
     return root
 
 
@@ -35,7 +35,7 @@ def verified(root):
     key = (root, (root / "world.json").stat().st_mtime_ns)             # a rebuilt world is verified again
     if key in _VERIFIED:
         return root
-    fix = f"delete it (rm -r {root}) and run again, or python world.py --rebuild"
+    fix = f"delete it (rm -r {root}) and run again, or python -m world.world --rebuild"
     recorded = read_json(root / "world.json", fix).get("pretraining", {})
     try:
         found = {"data": data_hash(root), **model_hashes(root)}

@@ -1,7 +1,7 @@
 """
 The paper's experiments as one plan (§4.1–4.3): every train.py stage that the results need, run in
 order. A finished stage is skipped and an unfinished one resumes (train.py does both), so an
-interrupted `make paper` continues where it stopped. report.py turns the folders into the paper's
+interrupted `make paper` continues where it stopped. paper/report.py turns the folders into the paper's
 figures and tables; a result whose stage has not run is named there with the command that makes it.
 
 Under --run (default runs/paper):
@@ -12,7 +12,7 @@ Under --run (default runs/paper):
   <split>/msf-d<d>/                    per split and d_I: MSF on the split's training tasks,
   <split>/reconstruct-d<d>-…/            its reconstruction of the held-out tasks' own PT prompts,
   <split>/ist-d<d>-…/                    IST on seen tasks (same data, and resampled: seed 21) and held-out ones
-  <split>/ist-pca-d<d>-…/                beyond the paper (beyond.py): IST through the PT prompts' linear span,
+  <split>/ist-pca-d<d>-…/                beyond the paper (beyond/beyond.py): IST through the PT prompts' linear span,
   <split>/mpt/, <split>/ist-mpt-…/         MPT's shared prompt and each held-out task's u, v (--no-linear, --no-mpt)
   <split>/msf-d<d>-seed<N>/, …-msf<N>/ --msf-draws: more draws of the subspace, each with its own users
   random-subspace/ist-random-d<d>-…/   the random-subspace baseline on every held-out task (one draw per seed)
@@ -24,26 +24,26 @@ Under --run (default runs/paper):
   stage-two/pt-from-ist-…/               and stage two, PT started from each IST run's Proj_b(z);
   transfer/pt-transfer-{mean,nearest}-…/   beyond the paper, SPoT's starts under the same seeds (--no-transfer)
 
-    python experiments.py                          # make paper: on the offline world, all three splits
-    python experiments.py --demo                   # make demo: the random split, no fine-tuning
-    python experiments.py --data-dir ../shared/data/crossfit --model <T5 folder> --splits cls --allow-missing
+    python -m paper.experiments                          # make paper: on the offline world, all three splits
+    python -m paper.experiments --demo                   # make demo: the random split, no fine-tuning
+    python -m paper.experiments --data-dir ../shared/data/crossfit --model <T5 folder> --splits cls --allow-missing
 """
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import numerics
+from world import numerics
 
-# before torch: the offline world's numbers pinned (numerics.py); a real model or real data runs as it is
+# before torch: the offline world's numbers pinned (world/numerics.py); a real model or real data runs as it is
 numerics.pin_if_main(__name__, default=not any(a.startswith(("--data-dir", "--real")) for a in sys.argv[1:]))
-import beyond  # noqa: E402
+from beyond import beyond  # noqa: E402
 import cli
 import data
-import lora_study
-import runner_options
+from beyond import lora_study
+from paper import runner_options
 import train
-from jobs import Cell, Job, Plan, heldout_label, seeded
+from runner.jobs import Cell, Job, Plan, heldout_label, seeded
 
 RESAMPLED_SEED = 21                                   # T_train^diff: another of CrossFit's K-shot samples
 TWO_K = 32                                            # Fig. 6: CrossFit's 2K-shot files, <task>_32_<seed>_*.tsv
@@ -121,7 +121,7 @@ def plan(args):
         plan_stability(p, args, job, splits["random"]["test"], lr)
     if args.ablations and "cls" in splits:
         plan_shots(p, args, job, splits["cls"]["train"], lr)
-    if args.lora:                           # beyond the paper: the LoRA study (lora_study.py)
+    if args.lora:                           # beyond the paper: the LoRA study (beyond/lora_study.py)
         lora_study.plan(p, args, job, run, splits, split_path)
     return p
 
@@ -211,7 +211,7 @@ def parse_args(argv=None):
 
 @cli.command()
 def main(argv=None):
-    import report
+    from paper import report
     args = parse_args(argv)
     print(numerics.state())
     started = time.time()

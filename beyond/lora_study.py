@@ -1,5 +1,5 @@
 """
-The LoRA study (experiments.py --lora; make lora): does an intrinsic task subspace exist for LoRA, is
+The LoRA study (paper/experiments.py --lora; make lora): does an intrinsic task subspace exist for LoRA, is
 its dimension the prompts', and does MSF's learnt non-linear subspace beat the mean LoRA, the linear
 span and random bases of the same size? Planned beside the prompts' own runs, drawn in one figure.
 
@@ -16,9 +16,9 @@ the mean LoRA knows no task's θ, and a random basis of a few directions in N nu
 import math
 
 import data
-import figures
-import results
-from jobs import Cell, heldout_label
+from runner import figures
+from runner import results
+from runner.jobs import Cell, heldout_label
 
 METHODS = {"msf": "LoRA-IST", "pca": "LoRA-PCA", "delta-pca": "LoRA-ΔW-PCA", "hub": "LoRA-hub", "basis": "LoRA-basis",
            "fastfood": "LoRA-Fastfood", "random": "LoRA-random", "mean": "LoRA-mean", "delta-mean": "LoRA-ΔW-mean",

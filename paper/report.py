@@ -1,24 +1,24 @@
 """
-The report of a plan (experiments.py): the paper's Fig. 3 (E_rel against PT and against fine-tuning,
+The report of a plan (paper/experiments.py): the paper's Fig. 3 (E_rel against PT and against fine-tuning,
 per split, over d_I, with the random-subspace and DID baselines), Tables 2–3 (E_abs), Fig. 4 (PCA of
 the intrinsic vectors z), §4.3's Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots) and
 Table 4 (stability over runs, stage two), each stage's time per step, and one TSV with every
 per-task number the tables average. A number whose stage has not run is not guessed: its cell says
 "missing" and the report lists the command that makes it.
 
-Everything is read back from the stage folders (results.py), so `python experiments.py --report-only`
+Everything is read back from the stage folders (runner/results.py), so `python -m paper.experiments --report-only`
 redraws it at any time.
 """
 import math
 from pathlib import Path
 
 import data
-import figures
-import lora_study
-import numerics
-import results
-import similarity
-from results import challenges, lookup
+from runner import figures
+from beyond import lora_study
+from world import numerics
+from runner import results
+from beyond import similarity
+from runner.results import challenges, lookup
 
 def per_task_tsv(rows, refs):
     """Every per-task number a cell averages, with the references it is divided by (its own PT)."""
@@ -171,7 +171,7 @@ def stability_section(p, st):
     return lines + [""]
 
 
-# What the world is built to show (world.py); `findings` prints what it does show beside it.
+# What the world is built to show (world/world.py); `findings` prints what it does show beside it.
 EXPECTED = [
     "Fig. 3: IST's knee at the planted dimension, one below it clearly lower and flat after: d* on the cls and "
     "non-cls splits, d* + 1 on the random split (θ and which kind: world inputs do not name it). A subspace of "

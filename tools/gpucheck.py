@@ -13,10 +13,10 @@ cut off keeps every part it finished):
   3. generation: rows/s of dev generation, HF generate against decode.py's cached greedy loop, and
      how many rows' answers differ; rank classification, a forward per (row, option) against the
      encoder once per row;
-  4. with --ratio, bench.py's whole-procedure ratio, per task against multi-task.
+  4. with --ratio, tools/bench.py's whole-procedure ratio, per task against multi-task.
 
-    python3 gpucheck.py --out "$OUT"                                   # on the device: T5-base shape, 100 × 8
-    python gpucheck.py --device cpu --shape tiny --tasks 4 --rows 2    # anywhere (tests/test_gpucheck.py)
+    python3 -m tools.gpucheck --out "$OUT"                                   # on the device: T5-base shape, 100 × 8
+    python -m tools.gpucheck --device cpu --shape tiny --tasks 4 --rows 2    # anywhere (tests/test_gpucheck.py)
 """
 import argparse
 import dataclasses
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-import bench
+from tools import bench
 import cli
 import data
 import plm
@@ -200,7 +200,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=8, help="rows per task per step")
     p.add_argument("--steps", type=int, default=5, help="timed steps of each variant (after one warm-up)")
     p.add_argument("--prompt-len", type=int, default=100)
-    p.add_argument("--ratio", action="store_true", help="also bench.py's whole-procedure ratio (minutes)")
+    p.add_argument("--ratio", action="store_true", help="also tools/bench.py's whole-procedure ratio (minutes)")
     p.add_argument("--out", default=os.environ.get("OUT", "runs/gpu-check"))
     p.add_argument("--data-dir", default=str(bench.REAL))
     args = p.parse_args(argv)

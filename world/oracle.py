@@ -11,18 +11,18 @@ as IST tunes z through Proj_b: the task's K-shot train rows, Adam, the best dev 
 Its curve over d is the knee a perfect MSF would show (d = d* reaches every θ); the true θ is its
 ceiling. Next to Fig. 3 it tells whether a soft knee is the world's or the method's.
 
-    python oracle.py                      # the world of make paper -> a table and <world>/oracle.json
-    python oracle.py --world-seed 1 --steps 50
-    python oracle.py --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # world v7
-    python oracle.py --prompts runs/paper/prompts-s100     # only: how much of PT's prompts is conditioning
+    python -m world.oracle                      # the world of make paper -> a table and <world>/oracle.json
+    python -m world.oracle --world-seed 1 --steps 50
+    python -m world.oracle --world pretrain_noise=0 --world pretrain_steps=5000 --world tasks_per_type=24   # world v7
+    python -m world.oracle --prompts runs/paper/prompts-s100     # only: how much of PT's prompts is conditioning
 """
 import argparse
 import json
 from pathlib import Path
 
-import numerics
+from world import numerics
 
-numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (numerics.py)
+numerics.pin_if_main(__name__)           # before torch: the world's numbers pinned (world/numerics.py)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -33,8 +33,8 @@ import cli
 import data
 import evaluate
 import ipt
-import pretraining
-import world
+from world import pretraining
+from world import world
 
 SPLIT = {"pick": "non-cls", "colour": "cls"}          # the split whose training tasks define a kind's plane
 
@@ -120,7 +120,7 @@ def load_world(root):
     info = json.loads((root / "world.json").read_text())
     cfg = world.WorldConfig(**info["config"])
     cond = pretraining.Conditioner(cfg.dim, cfg.prompt_len, cfg.d_model, world.TYPES)
-    cond.load_state_dict(checkpoint.load(root / "conditioner.safetensors", "build the world again: python world.py")[0])
+    cond.load_state_dict(checkpoint.load(root / "conditioner.safetensors", "build the world again: python -m world.world")[0])
     return info, cfg, cond
 
 
@@ -165,7 +165,7 @@ def report_prompts(root, store):
 @cli.command()
 def main(argv=None):
     p = cli.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--world-seed", type=int, default=0, help="which draw of the world (world.py --seed)")
+    p.add_argument("--world-seed", type=int, default=0, help="which draw of the world (world/world.py --seed)")
     world.add_variant_argument(p)
     p.add_argument("--root", default="", help="a world folder (default: the draw's cache folder, built if needed)")
     p.add_argument("--steps", type=int, default=100, help="Adam steps on z per task and d")

@@ -1,10 +1,10 @@
 """
-The offline world's "pretrained" model (world.py builds the world and calls `pretrain` once): a tiny T5
+The offline world's "pretrained" model (world/world.py builds the world and calls `pretrain` once): a tiny T5
 trained on a fresh (type, θ) every example with the task given explicitly, through the Conditioner, P
 vectors that are a linear map of θ of the type's own, prepended like a prompt. Like a real PLM it then
 does any task of the family when conditioned right, and prompt tuning has to find that conditioning
 from K examples. Pretraining adds noise outside the kind's conditioning directions (pretrain_noise), so
-that the model reads a prompt only along them (WORLD.md, v8).
+that the model reads a prompt only along them (world/WORLD.md, v8).
 """
 import json
 import time

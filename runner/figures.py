@@ -1,7 +1,7 @@
 """
-The figures of the report, drawn from results.py's numbers: Fig. 3 (E_rel over d_I, per split),
+The figures of the report, drawn from runner/results.py's numbers: Fig. 3 (E_rel over d_I, per split),
 Fig. 4 (PCA of the intrinsic vectors), Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots),
-and beyond the paper the tasks' similarity in the subspace (similarity.py).
+and beyond the paper the tasks' similarity in the subspace (beyond/similarity.py).
 Colour says the method, line style which tasks or which setting; every panel has a title, axis
 labels and a legend, and the world's planted d* is marked.
 """
@@ -9,8 +9,8 @@ import math
 
 import matplotlib
 
-import results
-import similarity
+from runner import results
+from beyond import similarity
 
 matplotlib.use("Agg")                                 # files only, no display
 import matplotlib.pyplot as plt                       # noqa: E402  (after the backend is chosen)

@@ -2,16 +2,16 @@
 # make real on a lent GPU (the device tool), in pieces that each fit one 10-minute command; what a
 # piece finishes comes back as runs.tgz and the next piece, in this session or a later one, goes on.
 #
-#   here:   bash real_device.sh pack                  .carry/: the GGUF in two parts (a call carries
+#   here:   bash tools/real_device.sh pack                  .carry/: the GGUF in two parts (a call carries
 #                                                     ≤ 64 MiB), the 16-shot data of seeds 100 and 21,
 #                                                     the gguf wheel, and runs/smollm2 so far
 #   device: call 1  carry [".carry/part1"]                       command: true
-#           call 2  carry [".carry/part2", ".carry/rest"]         command: bash real_device.sh run 8
+#           call 2  carry [".carry/part2", ".carry/rest"]         command: bash tools/real_device.sh run 8
 #           (while warm, again with no carry: each piece starts no stage after MIN minutes)
-#   here:   bash real_device.sh unpack <files_at>     runs/smollm2/ from the piece's runs.tgz, then
-#           python experiments.py --real --report-only  for the report here
+#   here:   bash tools/real_device.sh unpack <files_at>     runs/smollm2/ from the piece's runs.tgz, then
+#           python -m paper.experiments --real --report-only  for the report here
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."                     # the repository root
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 
 case "${1:-}" in
@@ -33,7 +33,7 @@ run)                                       # on the device, from the repository'
     [ -d runs/smollm2 ] || { [ -f .carry/rest/runs.tgz ] && tar xzf .carry/rest/runs.tgz; } || true
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/device.txt" 2>&1 || true
     set +e
-    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 experiments.py --real --model /tmp/real/$GGUF \
+    PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m paper.experiments --real --model /tmp/real/$GGUF \
         --data-dir /tmp/real/crossfit --stop-after "$minutes" ${REAL_ARGS:-} 2>&1 | tee "$out/log.txt" | grep -v "it/s"
     status=${PIPESTATUS[0]}
     set -e

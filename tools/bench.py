@@ -18,10 +18,10 @@ the share of a step's x+y tokens that is padding, in one pass and in length-sort
 most any batching can win on this model and machine. The frozen T5 runs with plm.sdpa_one_mask, as
 train.py's does.
 
-    python bench.py                                # make bench: the tiny T5, then the T5-base shape
-    python bench.py --shape base --precision bf16  # on a CPU: also a step in bf16 against fp32
-    python bench.py --shape tiny --rows-sweep      # also what batching can win at most: a row's cost by rows a step
-    python bench.py --shape base --tasks 100 --rows 8 --device cuda --tokens-per-forward 65536
+    python -m tools.bench                                # make bench: the tiny T5, then the T5-base shape
+    python -m tools.bench --shape base --precision bf16  # on a CPU: also a step in bf16 against fp32
+    python -m tools.bench --shape tiny --rows-sweep      # also what batching can win at most: a row's cost by rows a step
+    python -m tools.bench --shape base --tasks 100 --rows 8 --device cuda --tokens-per-forward 65536
 """
 import argparse
 import contextlib
@@ -42,9 +42,9 @@ import plm
 import stages
 import train
 import trainstep
-import world
+from world import world
 
-REAL = Path(__file__).resolve().parent.parent / "shared" / "data" / "crossfit"
+REAL = data.HERE.resolve().parent / "shared" / "data" / "crossfit"
 # Frozen models with random weights: speed needs no pretrained values. base = t5-base-lm-adapt's shape.
 SHAPES = {"tiny": dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4),
           "base": dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_decoder_layers=12, num_heads=12,
@@ -226,7 +226,7 @@ def workload(shape, n, rows, steps, prompt_len, max_test, data_dir, device, prec
              eval="generate", eval_every=0):
     """n tasks' prepared rows (real files, else the world's; repeated tasks train as distinct ones), a
     tokenizer made from them, a frozen T5 of `shape` and the run's Config -> (cfg, model, tokenizer,
-    prepared, where the tasks come from). bench.py's and gpucheck.py's."""
+    prepared, where the tasks come from). tools/bench.py's and tools/gpucheck.py's."""
     data_dir, names, tasks, source = tasks_and_data(n, Path(data_dir))
     cfg = train.Config(data_dir=str(data_dir), prompt_len=prompt_len, batch_size=rows, steps=steps,
                        eval_every=eval_every or max(1, steps // 2), max_input_len=128, max_target_len=16,
