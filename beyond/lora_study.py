@@ -75,6 +75,36 @@ def knee(dims, ys):
     return None
 
 
+LORA_STYLE = {"LoRA-IST": ("tab:red", "s"), "LoRA-PCA": ("tab:purple", "D"), "LoRA-ΔW-PCA": ("tab:pink", "v"),
+              "LoRA-hub": ("tab:brown", "P"), "LoRA-basis": ("tab:olive", "x"), "LoRA-Fastfood": ("tab:green", "^"),
+              "LoRA-random": ("tab:grey", "x"), "LoRA-mean": ("tab:cyan", None), "LoRA-ΔW-mean": ("tab:blue", None),
+              "LoRA-ΔW-mean-r": ("tab:orange", None), "IST": ("black", "o")}
+
+
+def figure(per_split, dims, planted, path):
+    """One panel per split: E_rel of the held-out tasks (of the training tasks' kind) over d_I, each LoRA
+    subspace (solid; dashed the means, the same at every d_I) and the prompts' IST (black, dotted)."""
+    fig, axes = figures.plt.subplots(1, len(per_split), figsize=(6 * len(per_split), 4), squeeze=False)
+    for ax, (split, lines) in zip(axes[0], per_split.items()):
+        top = 1.25
+        for ch, ys in lines.items():
+            method = ch[ch.index("(") + 1:-1]
+            colour, marker = LORA_STYLE[method]
+            prompt = ch.startswith("prompt")
+            style = ":" if prompt else "--" if marker is None else "-"      # dashed: a mean, 0 numbers
+            top = max([top] + [1.08 * y for y in ys if math.isfinite(y)])
+            ax.plot(dims, ys, marker=marker, color=colour, linestyle=style, markersize=4,
+                    label="prompt IST (E_rel^PT)" if prompt else method)
+        if planted.get(split):
+            figures.mark_planted(ax, planted[split], top=True)
+        ax.axhline(1.0, color="grey", linewidth=0.5)
+        ax.set(title=f"{split} split: LoRA subspaces (E_rel^LoRA) and prompt IST (E_rel^PT)",
+               xlabel="intrinsic dimension d_I (numbers tuned per task)", ylabel="E_rel", xticks=dims, ylim=(0, top))
+        ax.title.set_fontsize(9)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figures.save(fig, path)
+
+
 def curves(rows, split, dims):
     """{challenge: E_rel values over dims} of the LoRA cells of one split, and the prompts' IST beside."""
     out = {ch: figures.curve(rows, f"LoRA {split}", ch, dims, "E_rel_PT")
@@ -90,7 +120,7 @@ def section(rows, p, out, planted):
     meta = p.meta["lora"]
     dims = meta["dims"]
     per_split = {s: curves(rows, s, dims) for s in meta["splits"]}
-    figures.lora_figure(per_split, dims, planted, out / "lora.png")
+    figure(per_split, dims, planted, out / "lora.png")
     pt = results.scores_of(meta["pt"])
     lines = ["## Beyond the paper: the intrinsic task subspace of LoRA", "", "![LoRA](lora.png)", "",
              "E_rel^LoRA: each held-out task's score over its own LoRA-PT score (prompt IST beside it: E_rel^PT, over "

@@ -1,7 +1,7 @@
 """
 Task similarity from the intrinsic subspace (beyond the paper): if z is where IST puts a task in the
 subspace MSF found, tasks of one category should sit in similar directions. The cosine similarity of
-every pair of tasks' z, ordered by kind and category, is drawn as a heatmap (figures.similarity),
+every pair of tasks' z, ordered by kind and category, is drawn as a heatmap (draw),
 and one number says how much of the table's ontology it shows:
 
     block score = mean cosine over pairs within a category − mean cosine over pairs across categories
@@ -13,6 +13,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from runner import figures
 
 
 def cosine_matrix(z):
@@ -36,3 +38,22 @@ def block_score(similarity, groups):
 def order(names, kinds, categories):
     """Indices that sort the tasks by kind, then category, then name: the heatmap's blocks."""
     return sorted(range(len(names)), key=lambda i: (kinds[i], categories[i], names[i]))
+
+
+def draw(names, sim, kinds, categories, dim, path):
+    """The cosine similarity of every pair of tasks' z, tasks ordered by kind and category, each
+    category's block outlined and named."""
+    idx = order(names, kinds, categories)
+    labels = [f"{kinds[i]}/{categories[i]}" for i in idx]
+    edges = [0] + [k for k in range(1, len(idx)) if labels[k] != labels[k - 1]] + [len(idx)]
+    fig, ax = figures.plt.subplots(figsize=(8, 7))
+    shown = ax.imshow(sim[idx][:, idx], cmap="RdBu_r", vmin=-1, vmax=1)
+    for e in edges[1:-1]:
+        ax.axhline(e - 0.5, color="black", linewidth=0.6)
+        ax.axvline(e - 0.5, color="black", linewidth=0.6)
+    centres = [(a + b - 1) / 2 for a, b in zip(edges, edges[1:])]
+    ax.set_xticks(centres, [labels[a] for a in edges[:-1]], rotation=90, fontsize=6)
+    ax.set_yticks(centres, [labels[a] for a in edges[:-1]], fontsize=6)
+    fig.colorbar(shown, ax=ax, label="cosine similarity of z")
+    ax.set_title(f"Task similarity in the intrinsic subspace: cosine of IST's z (d_I = {dim}, {len(names)} tasks)")
+    figures.save(fig, path)

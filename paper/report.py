@@ -278,7 +278,7 @@ def similarity_section(vectors, tasks, out, summary):
     names, z, _ = vectors
     kinds, categories = results.kinds_and_categories(names, tasks)
     sim = similarity.cosine_matrix(z)
-    figures.similarity_map(names, sim, kinds, categories, z.size(1), out / "similarity.png")
+    similarity.draw(names, sim, kinds, categories, z.size(1), out / "similarity.png")
     score = {"category": similarity.block_score(sim, [f"{k}/{c}" for k, c in zip(kinds, categories)]),
              "kind": similarity.block_score(sim, kinds)}
     summary["similarity"] = score

@@ -1,7 +1,7 @@
 """
 The figures of the report, drawn from runner/results.py's numbers: Fig. 3 (E_rel over d_I, per split),
-Fig. 4 (PCA of the intrinsic vectors), Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots),
-and beyond the paper the tasks' similarity in the subspace (beyond/similarity.py).
+Fig. 4 (PCA of the intrinsic vectors), Fig. 5 (number of training tasks), Fig. 6 (K vs 2K shots);
+the studies beyond the paper draw theirs with the same helpers (beyond/).
 Colour says the method, line style which tasks or which setting; every panel has a title, axis
 labels and a legend, and the world's planted d* is marked.
 """
@@ -10,7 +10,6 @@ import math
 import matplotlib
 
 from runner import results
-from beyond import similarity
 
 matplotlib.use("Agg")                                 # files only, no display
 import matplotlib.pyplot as plt                       # noqa: E402  (after the backend is chosen)
@@ -74,36 +73,6 @@ def figure3(rows, p, path):
     save(fig, path)
 
 
-LORA_STYLE = {"LoRA-IST": ("tab:red", "s"), "LoRA-PCA": ("tab:purple", "D"), "LoRA-ΔW-PCA": ("tab:pink", "v"),
-              "LoRA-hub": ("tab:brown", "P"), "LoRA-basis": ("tab:olive", "x"), "LoRA-Fastfood": ("tab:green", "^"),
-              "LoRA-random": ("tab:grey", "x"), "LoRA-mean": ("tab:cyan", None), "LoRA-ΔW-mean": ("tab:blue", None),
-              "LoRA-ΔW-mean-r": ("tab:orange", None), "IST": ("black", "o")}
-
-
-def lora_figure(per_split, dims, planted, path):
-    """One panel per split: E_rel of the held-out tasks (of the training tasks' kind) over d_I, each LoRA
-    subspace (solid; dashed the means, the same at every d_I) and the prompts' IST (black, dotted)."""
-    fig, axes = plt.subplots(1, len(per_split), figsize=(6 * len(per_split), 4), squeeze=False)
-    for ax, (split, lines) in zip(axes[0], per_split.items()):
-        top = 1.25
-        for ch, ys in lines.items():
-            method = ch[ch.index("(") + 1:-1]
-            colour, marker = LORA_STYLE[method]
-            prompt = ch.startswith("prompt")
-            style = ":" if prompt else "--" if marker is None else "-"      # dashed: a mean, 0 numbers
-            top = max([top] + [1.08 * y for y in ys if math.isfinite(y)])
-            ax.plot(dims, ys, marker=marker, color=colour, linestyle=style, markersize=4,
-                    label="prompt IST (E_rel^PT)" if prompt else method)
-        if planted.get(split):
-            mark_planted(ax, planted[split], top=True)
-        ax.axhline(1.0, color="grey", linewidth=0.5)
-        ax.set(title=f"{split} split: LoRA subspaces (E_rel^LoRA) and prompt IST (E_rel^PT)",
-               xlabel="intrinsic dimension d_I (numbers tuned per task)", ylabel="E_rel", xticks=dims, ylim=(0, top))
-        ax.title.set_fontsize(9)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    save(fig, path)
-
-
 def figure4(names, z, seen, tasks, path):
     """Fig. 4's four panels: cls vs non-cls; seen vs unseen; categories within cls; within non-cls."""
     coords, share = results.pca2(z)
@@ -158,23 +127,4 @@ def figure6(rows, p, path):
     ax.set(title="Fig. 6: K vs 2K shots (cls split, seen tasks)", xlabel="intrinsic dimension d_I",
            ylabel="E_rel^PT (against PT with the same shots)", xticks=dims, ylim=(0, None))
     ax.legend(fontsize=7)
-    save(fig, path)
-
-
-def similarity_map(names, sim, kinds, categories, dim, path):
-    """The cosine similarity of every pair of tasks' z, tasks ordered by kind and category, each
-    category's block outlined and named."""
-    idx = similarity.order(names, kinds, categories)
-    labels = [f"{kinds[i]}/{categories[i]}" for i in idx]
-    edges = [0] + [k for k in range(1, len(idx)) if labels[k] != labels[k - 1]] + [len(idx)]
-    fig, ax = plt.subplots(figsize=(8, 7))
-    shown = ax.imshow(sim[idx][:, idx], cmap="RdBu_r", vmin=-1, vmax=1)
-    for e in edges[1:-1]:
-        ax.axhline(e - 0.5, color="black", linewidth=0.6)
-        ax.axvline(e - 0.5, color="black", linewidth=0.6)
-    centres = [(a + b - 1) / 2 for a, b in zip(edges, edges[1:])]
-    ax.set_xticks(centres, [labels[a] for a in edges[:-1]], rotation=90, fontsize=6)
-    ax.set_yticks(centres, [labels[a] for a in edges[:-1]], fontsize=6)
-    fig.colorbar(shown, ax=ax, label="cosine similarity of z")
-    ax.set_title(f"Task similarity in the intrinsic subspace: cosine of IST's z (d_I = {dim}, {len(names)} tasks)")
     save(fig, path)
