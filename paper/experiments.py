@@ -41,7 +41,7 @@ from beyond import beyond  # noqa: E402
 import cli
 import data
 from beyond import lora_study
-from paper import runner_options
+from paper import pieces, runner_options
 import train
 from runner.jobs import Cell, Job, Plan, heldout_label, seeded
 
@@ -216,6 +216,11 @@ def main(argv=None):
     print(numerics.state())
     started = time.time()
     p = plan(args)
+    if args.pieces:
+        tasks = data.load_tasks(args.tasks_file)
+        todo = [(j, pieces.projected(train.parse_args(j.argv), j.tasks, tasks, args.pieces_on))
+                for j in p.jobs if not j.done()]
+        return pieces.report(pieces.cut(todo, args.pieces), args.pieces, args.pieces_on, sys.stdout)
     if not args.report_only:
         execute(p, args.stop_after)
     return report.write(p, Path(args.run), None if args.report_only else time.time() - started)

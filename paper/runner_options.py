@@ -91,6 +91,9 @@ def parser(description=""):
     p.add_argument("--real", action="store_true", help="make real: the real CrossFit tasks with SmolLM2 "
                                                        "(defaults in REAL; any option above overrides them)")
     p.add_argument("--report-only", action="store_true", help="run nothing: write the report of what has finished")
+    p.add_argument("--pieces", type=float, default=0.0, help="minutes: print the stages left in pieces of at most this "
+                                                              "many projected minutes, and run nothing (paper/pieces.py)")
+    p.add_argument("--pieces-on", default="cuda", choices=("cuda", "cpu"), help="--pieces: the device they are projected on")
     p.add_argument("--stop-after", type=float, default=0.0, help="minutes: start no stage after this long, write the "
                                                                  "report and stop (the same command goes on; a device "
                                                                  "session's pieces); 0: run everything")
@@ -118,7 +121,8 @@ def check(args, p):
     names, then paths, then the options passed on to train.py."""
     cli.at_least(p, args, {"--pt-steps": 1, "--ft-steps": 1, "--msf-steps": 1, "--ist-steps": 1, "--batch-size": 1,
                            "--eval-every": 1, "--runs": 1, "--msf-draws": 1, "--random-draws": 0, "--prompt-len": 0,
-                           "--world-seed": 0, "--stability-dim": 0, "--pca-dim": 0, "--pt-lr": 0, "--stop-after": 0})
+                           "--world-seed": 0, "--stability-dim": 0, "--pca-dim": 0, "--pt-lr": 0, "--stop-after": 0,
+                           "--pieces": 0})
     for flag, text in (("--dims", args.dims), ("--did-dims", args.did_dims), ("--fraction-dims", args.fraction_dims),
                        ("--fractions", args.fractions)):
         if text and text != "none" and not all(x.strip().isdigit() and int(x) >= 1 for x in text.split(",")):

@@ -2,6 +2,7 @@
 # make real on a lent GPU (the device tool), in pieces that each fit one 10-minute command; what a
 # piece finishes comes back as runs.tgz and the next piece, in this session or a later one, goes on.
 #
+#   here:   bash tools/real_device.sh plan [MIN]            the stages left in pieces of MIN projected minutes
 #   here:   bash tools/real_device.sh pack                  .carry/: the GGUF in two parts (a call carries
 #                                                     ≤ 64 MiB), the 16-shot data of seeds 100 and 21,
 #                                                     the gguf wheel, and runs/smollm2 so far
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."                     # the repository root
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 
 case "${1:-}" in
+plan)                                      # here: the pieces left, each with its projected minutes
+    .venv/bin/python -m paper.experiments --real --pieces "${2:-8}" ${REAL_ARGS:-};;
 pack)
     rm -rf .carry && mkdir -p .carry/part1 .carry/part2 .carry/rest
     grep -qx '/.carry/' .git/info/exclude 2>/dev/null || echo '/.carry/' >> .git/info/exclude
@@ -43,5 +46,5 @@ run)                                       # on the device, from the repository'
 unpack)
     tar xzf "${2:?give the folder where the device run left its files}/runs.tgz" && echo "runs/smollm2 restored";;
 *)
-    sed -n 2,16p "$0"; exit 2;;
+    sed -n 2,14p "$0"; exit 2;;
 esac
