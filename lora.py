@@ -154,15 +154,17 @@ def canonical(shape, theta):
     return shape.join(pairs).to(theta.dtype)
 
 
+def stacked(shape, library):
+    """The library's K LoRAs side by side, one pair per layer: Σ_k B_k A_k = [B_1 … B_K][A_1; …; A_K], a
+    product of rank K·r. library (K, N) -> [(A (1, K r, in), B (1, out, K r))]"""
+    return [(A.reshape(1, -1, A.size(2)), B.permute(1, 0, 2).reshape(1, B.size(1), -1)) for A, B in shape.split(library)]
+
+
 @torch.no_grad()
 def mean_update(shape, library):
     """The library's mean update ΔW̄ = mean_k B_k A_k of each layer, as its best rank-r LoRA (truncated
-    SVD): library (K, N) -> θ (N,). Σ_k B_k A_k = [B_1 … B_K][A_1; …; A_K], a rank-Kr product."""
-    K, pairs = len(library), []
-    for A, B in shape.split(library):
-        A_cat = A.reshape(1, -1, A.size(2))                            # (1, K r, in)
-        B_cat = B.permute(1, 0, 2).reshape(1, B.size(1), -1) / K       # (1, out, K r)
-        pairs.append(top_factors(A_cat, B_cat, shape.rank))
+    SVD): library (K, N) -> θ (N,)."""
+    pairs = [top_factors(A, B / len(library), shape.rank) for A, B in stacked(shape, library)]
     return shape.join(pairs)[0].to(library.dtype)
 
 

@@ -74,8 +74,7 @@ class UpdateSpan(Subspace):
             raise ValueError(f"the PCA of {K} training LoRAs' updates has {K - 1} directions about their mean; "
                              f"--intrinsic-dim {d} asks for more")
         self.K, self.rank, self.shape = K, shape.rank, lora.LoraShape(shape.layers, K * shape.rank)
-        wide = [(A.reshape(1, -1, A.size(2)), B.permute(1, 0, 2).reshape(1, B.size(1), -1) * K)
-                for A, B in shape.split(library)]                      # (1, K r, in), (1, out, K r)
+        wide = [(A, B * K) for A, B in lora.stacked(shape, library)]  # B carries K: α / (K r) reads as α / r
         self.register_buffer("library", self.shape.join(wide)[0])
         center = torch.eye(K, dtype=torch.float64) - 1.0 / K
         values, vectors = torch.linalg.eigh(center @ lora.gram(shape, library.double()) @ center)
