@@ -16,8 +16,7 @@ the mean LoRA knows no task's θ, and a random basis of a few directions in N nu
 import math
 
 import data
-from runner import figures
-from runner import results
+from runner import figures, results
 from runner.jobs import Cell, heldout_label
 
 METHODS = {"msf": "LoRA-IST", "pca": "LoRA-PCA", "delta-pca": "LoRA-ΔW-PCA", "hub": "LoRA-hub", "basis": "LoRA-basis",

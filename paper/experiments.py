@@ -37,12 +37,11 @@ from world import numerics
 
 # before torch: the offline world's numbers pinned (world/numerics.py); a real model or real data runs as it is
 numerics.pin_if_main(__name__, default=not any(a.startswith(("--data-dir", "--real")) for a in sys.argv[1:]))
-from beyond import beyond  # noqa: E402
-import cli
+import cli  # noqa: E402
 import data
-from beyond import lora_study
-from paper import pieces, runner_options
 import train
+from beyond import beyond, lora_study
+from paper import pieces, runner_options
 from runner.jobs import Cell, Job, Plan, heldout_label, seeded
 
 RESAMPLED_SEED = 21                                   # T_train^diff: another of CrossFit's K-shot samples

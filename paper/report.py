@@ -13,12 +13,10 @@ import math
 from pathlib import Path
 
 import data
-from runner import figures
-from beyond import lora_study
-from world import numerics
-from runner import results
-from beyond import similarity
+from beyond import lora_study, similarity
+from runner import figures, results
 from runner.results import challenges, lookup
+from world import numerics
 
 def per_task_tsv(rows, refs):
     """Every per-task number a cell averages, with the references it is divided by (its own PT)."""

@@ -15,9 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tools import bench
 import cli
 import train
+from tools import bench
 from world import world
 
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from tools import bench
 import cli
 import data
 import plm
 import trainstep
+from tools import bench
 
 
 class Timer:

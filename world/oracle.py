@@ -33,8 +33,7 @@ import cli
 import data
 import evaluate
 import ipt
-from world import pretraining
-from world import world
+from world import pretraining, world
 
 SPLIT = {"pick": "non-cls", "colour": "cls"}          # the split whose training tasks define a kind's plane
 

@@ -70,8 +70,7 @@ import torch  # noqa: E402
 import checkpoint
 import cli
 import data
-from world import pretraining
-from world import world_cache
+from world import pretraining, world_cache
 
 TYPES = ("pick", "colour")
 METRIC = {"pick": "EM", "colour": "ACC"}
