@@ -128,7 +128,7 @@ def check_files(path, gguf, tokenizer_given=False):
         return
     fix = "copy the model folder again, or write it anew with save_pretrained"
     if gguf:
-        _read(folder / gguf, lambda f: __import__("gguf").GGUFReader(f), "copy the .gguf file again")
+        _read(folder / gguf, _gguf_tables, "copy the .gguf file again")
         return
     needed = {"config.json": ("config.json",), "weights": ("model.safetensors", "model.safetensors.index.json",
                                                            "pytorch_model.bin"),
@@ -147,6 +147,11 @@ def _safetensors_header(f):
     from safetensors import safe_open
     with safe_open(str(f), framework="pt") as st:            # checks that the header covers the whole file
         st.keys()
+
+
+def _gguf_tables(f):
+    from gguf import GGUFReader                               # installed with the GGUF model (make smollm2)
+    GGUFReader(f)
 
 
 def _read(f, read, fix):
