@@ -43,14 +43,11 @@ class LoraShape:
         return sum(self.rank * (i + o) for _, i, o in self.layers)
 
     def split(self, theta):
-        """θ (K, N) -> [(A (K, r, in), B (K, out, r))] per layer, views of θ."""
-        out, at, r = [], 0, self.rank
-        for _, i, o in self.layers:
-            A = theta[:, at:at + r * i].view(-1, r, i)
-            B = theta[:, at + r * i:at + r * (i + o)].view(-1, o, r)
-            out.append((A, B))
-            at += r * (i + o)
-        return out
+        """θ (K, N) -> [(A (K, r, in), B (K, out, r))] per layer, views of θ. One split, not a slice a
+        factor: a slice's backward writes a zero (K, N) gradient, 28 of them 80 % of a world step at r = 512."""
+        r = self.rank
+        parts = theta.split([r * n for _, i, o in self.layers for n in (i, o)], 1)
+        return [(parts[2 * j].view(-1, r, i), parts[2 * j + 1].view(-1, o, r)) for j, (_, i, o) in enumerate(self.layers)]
 
     def join(self, pairs):                                             # the inverse of split
         return torch.cat([t.flatten(1) for A, B in pairs for t in (A, B)], 1)
