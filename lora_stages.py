@@ -140,7 +140,9 @@ def read_inputs(cfg, names, model_config):
             ae.origin.copy_(tensors.pop("origin"))
             ae.scale.copy_(tensors.pop("scale"))
         checkpoint.fit(ae, tensors, path)
-        inputs["subspace"], inputs["source"] = ae, str(path)
+        train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
+        library = load_library(cfg, shape, train, "LoRA-IST reads z in the units of MSF's training tasks' codes")
+        inputs["subspace"], inputs["source"] = lora_subspaces.Coded(ae, library), str(path)
     if cfg.stage == "ist" and cfg.subspace in lora_subspaces.NEEDS_LIBRARY:
         train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
         library = load_library(cfg, shape, train, f"--subspace {cfg.subspace} is built from the training tasks' LoRAs")

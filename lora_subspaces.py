@@ -3,6 +3,8 @@ The LoRA subspaces IST tunes d_I numbers through besides MSF's (train.py --adapt
 --subspace …): what the literature since the paper uses, each with d_I numbers a task, on the same
 held-out tasks. Each maps z (K, d_I) -> θ (K, N), a plain LoRA (lora.py), and says where z starts.
 
+  msf       MSF's trained Proj_b, z read in the units of its training tasks' codes (Coded); z from
+            N(0, 0.02²), the paper's start, there the training tasks' mean code
   mean      θ̄: the training tasks' mean canonical LoRA (Ā, B̄), the mean of the factors; 0 numbers (z is
             empty). Its B̄Ā is not the mean update: averaged factors of different tasks cancel
   delta-mean    ΔW̄ = mean_k B_k A_k, the mean update itself: a LoRA of rank K·r; 0 numbers
@@ -42,6 +44,25 @@ class Subspace(nn.Module):
 
     def start(self, num_tasks):
         return torch.zeros(num_tasks, self.d)
+
+
+class Coded(nn.Module):
+    """MSF's Proj_b with z read in the units of its training tasks' codes: θ = Proj_b(μ + σ ⊙ z), μ and σ
+    the mean and spread of Proj(θ̃_k) over the K training LoRAs. Proj reads θ̃ in the library's units
+    (LoraAutoencoder), and its codes then spread over tens (55 on the world): IST's start N(0, 0.02²)
+    and lr 0.1 would never reach them. So z = 0 is the training tasks' mean code, and a step of 0.1 a
+    tenth of their spread, whatever scale MSF left the codes at."""
+
+    def __init__(self, autoencoder, library):                         # library (K_train, N) canonical
+        super().__init__()
+        self.autoencoder = autoencoder
+        with torch.no_grad():
+            codes = autoencoder.encode(library)                        # (K_train, d_I)
+        self.register_buffer("mu", codes.mean(0))
+        self.register_buffer("sigma", codes.std(0) if len(codes) > 1 else torch.ones_like(codes[0]))
+
+    def decode(self, z):                                               # (U, d_I) -> (U, N)
+        return self.autoencoder.decode(self.mu + self.sigma * z)
 
 
 class Mean(Subspace):

@@ -109,3 +109,26 @@ def test_the_update_subspaces_are_the_mean_update_and_its_principal_directions()
     torch.testing.assert_close(fixed.decode(fixed.start(1))[0], lora.mean_update(shape, library))
     with pytest.raises(ValueError, match="5 training LoRAs' updates has 4 directions"):
         lora_subspaces.build("delta-pca", shape, 5, library, g)
+
+
+@settings(max_examples=20, deadline=None)
+@given(K=st.integers(2, 6), d=st.integers(1, 3), log_scale=st.floats(-4, 2), seed=seeds)
+def test_lora_ist_reads_z_in_the_units_of_the_training_codes(K, d, log_scale, seed):
+    """z = 0 decodes the training tasks' mean code and z_k = (Proj(θ̃_k) − μ) / σ decodes task k's own
+    reconstruction; those z have mean 0 and spread 1 whatever the scale the codes came out at."""
+    g = torch.Generator().manual_seed(seed)
+    shape = synthetic_shape(2)
+    library = library_of(shape, K, 10.0 ** log_scale, g)
+    torch.manual_seed(seed)
+    ae = lora.LoraAutoencoder(shape.size, d, 8, 4)
+    ae.start_at(shape, library)
+    with torch.no_grad():
+        ae.proj.weight.mul_(50.0)                                      # codes in the tens, as MSF leaves them
+        ae.proj_b[-1].weight.normal_(generator=g)
+        codes = ae.encode(library)
+        coded = lora_subspaces.Coded(ae, library)
+        z = (codes - coded.mu) / coded.sigma
+        torch.testing.assert_close(coded.decode(z), ae(library), rtol=1e-4, atol=1e-4 * 10.0 ** log_scale)
+        torch.testing.assert_close(coded.decode(torch.zeros(1, d))[0], ae.decode(codes.mean(0, keepdim=True))[0])
+    torch.testing.assert_close(z.mean(0), torch.zeros(d), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(d), atol=1e-4, rtol=0)
