@@ -109,6 +109,11 @@ def load_library(cfg, shape, names, why):
     return lora.canonical(shape, torch.stack([read_peft(where / n, shape, cfg.lora_alpha) for n in names]))
 
 
+def training_library(cfg, shape, why):
+    """The canonical PT LoRAs of the split's training tasks -> (K_train, N)."""
+    return load_library(cfg, shape, data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"], why)
+
+
 def msf_dir(cfg):
     return stages.stage_dir(replace(cfg, stage="msf", seed=cfg.msf_seed, msf_seed=stages.DEFAULT_SEED))
 
@@ -140,12 +145,10 @@ def read_inputs(cfg, names, model_config):
             ae.origin.copy_(tensors.pop("origin"))
             ae.scale.copy_(tensors.pop("scale"))
         checkpoint.fit(ae, tensors, path)
-        train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
-        library = load_library(cfg, shape, train, "LoRA-IST reads z in the units of MSF's training tasks' codes")
+        library = training_library(cfg, shape, "LoRA-IST reads z in the units of MSF's training tasks' codes")
         inputs["subspace"], inputs["source"] = lora_subspaces.Coded(ae, library), str(path)
     if cfg.stage == "ist" and cfg.subspace in lora_subspaces.NEEDS_LIBRARY:
-        train = data.load_split(cfg.split, data.load_tasks(cfg.tasks_file))["train"]
-        library = load_library(cfg, shape, train, f"--subspace {cfg.subspace} is built from the training tasks' LoRAs")
+        library = training_library(cfg, shape, f"--subspace {cfg.subspace} is built from the training tasks' LoRAs")
         try:
             inputs["subspace"] = lora_subspaces.build(cfg.subspace, shape, cfg.intrinsic_dim, library,
                                                       torch.Generator().manual_seed(cfg.seed))
